@@ -1,0 +1,71 @@
+# churnops — make help lists the targets. Everything installs under .venv/ and .tools/.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+CHURNOPS    := $(VENV)/bin/churnops
+TOOLS       ?= .tools
+CONSTRAINTS := requirements/constraints.txt
+export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
+
+# Fragments in mk/ add their own targets; they append prerequisites of `make test` here.
+TEST_DEPS := setup
+
+.PHONY: help setup system-deps lint format test test-unit test-integration demo bench bench-train \
+        pipelines clean lock
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+setup: system-deps $(VENV)/.installed ## install Python deps into .venv/ and system tools (idempotent)
+
+# Debian packages the tests and benchmarks run for real: prometheus/promtool, wrk.
+system-deps:
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+	  echo ">> installing Debian packages:$$missing" >&2; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check "uv==0.13.9"
+	$(VENV)/bin/uv pip install -q --python $(PY) -c $(CONSTRAINTS) -e ".[dev]"
+	@touch $@
+
+lock: ## re-resolve requirements/constraints.txt from pyproject.toml
+	@test -x $(VENV)/bin/uv || (python3 -m venv $(VENV) && $(PY) -m pip install -q "uv==0.13.9")
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra server --python-version 3.11 -q -o $(CONSTRAINTS)
+
+lint: setup ## ruff lint + format check, mypy on src/
+	$(VENV)/bin/ruff check src tests components pipelines serving benchmarks
+	$(VENV)/bin/ruff format --check src tests components pipelines serving benchmarks
+	$(VENV)/bin/mypy src/churnops --ignore-missing-imports
+
+format: setup ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests components pipelines serving benchmarks
+	$(VENV)/bin/ruff format src tests components pipelines serving benchmarks
+
+-include mk/*.mk
+
+test: $(TEST_DEPS) ## the whole suite: unit, integration (real servers), k8s (offline render+validate)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## fast in-process tests only
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: setup ## the whole flow on this machine, embedded defaults, no cluster
+	$(CHURNOPS) demo
+
+bench: bench-train ## all benchmarks (figures land in benchmarks/results/)
+
+bench-train: setup ## churnops train on 1M rows; XGBoost fit vs plain xgboost.train; ingest throughput
+	$(PY) benchmarks/bench_train.py
+
+clean: ## remove local state (.churnops/), keep .venv and .tools
+	rm -rf .churnops .pytest_cache
