@@ -1,0 +1,67 @@
+"""The churnops exception family.
+
+Every error a user can cause or meet is one of these. Each docstring says how it
+surfaces: the CLI maps them to exit codes in one place (``churnops.cli``), the model
+server maps them to HTTP statuses in one place (``churnops.serving.errors``).
+"""
+
+from __future__ import annotations
+
+
+class ChurnopsError(Exception):
+    """Base of all churnops errors. CLI: exit code 1."""
+
+    exit_code = 1
+
+
+class ContractViolation(ChurnopsError, ValueError):
+    """Input data breaks the record contract (missing column, bad type, value out of range).
+
+    CLI: exit code 2, message names the column and an example row. Training stops before
+    anything is trained or registered.
+    """
+
+    exit_code = 2
+
+
+class InvalidRecord(ChurnopsError, ValueError):
+    """One inference request is malformed or breaks the record contract.
+
+    HTTP: 400 (422 for well-formed JSON with contract violations), JSON body names field
+    and row. The server keeps serving.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, field: str = "_request", row: int | None = None):
+        super().__init__(message)
+        self.field = field
+        self.row = row
+
+
+class DataSourceError(ChurnopsError, OSError):
+    """The data URI cannot be read (missing file, HTTP error, unknown scheme). CLI: exit 3."""
+
+    exit_code = 3
+
+
+class RegistryUnavailable(ChurnopsError, ConnectionError):
+    """MLflow could not be reached after retries with backoff. CLI: exit 4; the registry
+    is left as it was."""
+
+    exit_code = 4
+
+
+class ModelLoadError(ChurnopsError, RuntimeError):
+    """A model version cannot be loaded or fails its self-check. The server stays unready
+    (or keeps serving the previous model when reloading). CLI: exit 5."""
+
+    exit_code = 5
+
+
+class PromotionRejected(ChurnopsError):
+    """The promotion gate or a canary analysis rejected a model. Not a failure of the
+    command: reported in its JSON (``promoted: false``). Raised only where a caller asks
+    for promotion to be mandatory. CLI: exit 6."""
+
+    exit_code = 6

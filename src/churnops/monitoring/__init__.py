@@ -1,0 +1,1 @@
+"""Drift statistics shared by the model server and the canary analysis."""
