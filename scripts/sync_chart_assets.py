@@ -43,7 +43,9 @@ def plan() -> tuple[dict[Path, bytes], list[Path]]:
                 continue
             wanted[CHART_FILES / sub / src.name] = src.read_bytes()
     existing = [
-        p for sub, (_, pattern) in SOURCES.items() for p in sorted((CHART_FILES / sub).glob(pattern))
+        p
+        for sub, (_, pattern) in SOURCES.items()
+        for p in sorted((CHART_FILES / sub).glob(pattern))
     ]
     orphans = [p for p in existing if p not in wanted]
     return wanted, orphans
