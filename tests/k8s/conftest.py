@@ -28,8 +28,17 @@ RELEASE = "churnops"
 SCENARIOS = ("kind", "cloud", "standard-mode", "external-db")
 # Extra renders for templates no scenario switches on (a rollout Job, the MLflow PodMonitor).
 VARIANTS = {
-    "kind+rollout": ("kind", ["--set", "rollout.enabled=true", "--set", "rollout.version=3",
-                              "--set", "mlflow.metrics.enabled=true"]),
+    "kind+rollout": (
+        "kind",
+        [
+            "--set",
+            "rollout.enabled=true",
+            "--set",
+            "rollout.version=3",
+            "--set",
+            "mlflow.metrics.enabled=true",
+        ],
+    ),
 }
 OVERLAYS = ("base", "overlays/kind", "overlays/cloud")
 
@@ -49,15 +58,19 @@ def tool(name: str) -> Path:
     """Path of a pinned tool under .tools/, or a failure that names `make tools`."""
     path = TOOLS / "checkov-venv" / "bin" / "checkov" if name == "checkov" else TOOLS / "bin" / name
     if not path.exists():
-        pytest.fail(f"{name} not found at {path.relative_to(ROOT)}: run `make tools` first", pytrace=False)
+        pytest.fail(
+            f"{name} not found at {path.relative_to(ROOT)}: run `make tools` first", pytrace=False
+        )
     return path
 
 
 def run(cmd: list[str | Path], **kw: Any) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=ROOT, **kw)
     if proc.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}",
-                    pytrace=False)
+        pytest.fail(
+            f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}",
+            pytrace=False,
+        )
     return proc
 
 
@@ -120,6 +133,7 @@ def object_id(o: dict[str, Any]) -> str:
 
 
 # --- schemas -----------------------------------------------------------------------------------
+
 
 @cache
 def k8s_schema_dir(version: str) -> Path:

@@ -80,7 +80,9 @@ def test_every_pod_runs_restricted(render: Render) -> None:
                 problems.append(f"{where}: allowPrivilegeEscalation must be false")
             if sc.get("privileged"):
                 problems.append(f"{where}: privileged")
-            if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get("add"):
+            if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get(
+                "add"
+            ):
                 problems.append(f"{where}: capabilities must drop ALL and add none")
             if sc.get("readOnlyRootFilesystem") is not True:
                 problems.append(f"{where}: readOnlyRootFilesystem")
@@ -136,14 +138,22 @@ def test_churnops_images_use_the_app_version(renders: dict[str, Render]) -> None
     assert f"registry.example.com/churnops/churnops/serving:{app_version}" in cloud
 
 
-def test_only_the_rollout_job_mounts_an_api_token(render: Render) -> None:
+def test_only_the_rollout_job_gets_an_api_token(render: Render) -> None:
     for o in workloads(render):
         for spec in pod_specs(o):
-            automount = spec.get("automountServiceAccountToken")
-            if o["metadata"]["labels"].get("app.kubernetes.io/component") == "rollout":
-                assert automount is True
-            else:
-                assert automount is False, f"{object_id(o)} mounts a service-account token"
+            assert spec.get("automountServiceAccountToken") is False, (
+                f"{object_id(o)} automounts a token"
+            )
+            projected = [
+                v
+                for v in spec.get("volumes", [])
+                if "projected" in v
+                and any("serviceAccountToken" in s for s in v["projected"]["sources"])
+            ]
+            is_rollout = o["metadata"]["labels"].get("app.kubernetes.io/component") == "rollout"
+            assert bool(projected) == is_rollout, (
+                f"{object_id(o)}: API token only for the rollout Job"
+            )
 
 
 def test_standard_labels_on_every_object(render: Render) -> None:
@@ -173,8 +183,13 @@ def test_pod_disruption_budgets_select_real_pods(render: Render) -> None:
 
 def test_network_policies_default_deny_then_allow(render: Render) -> None:
     nps = render.of_kind("NetworkPolicy")
-    deny = [n for n in nps if n["spec"]["podSelector"] == {} and not n["spec"].get("ingress")
-            and not n["spec"].get("egress")]
+    deny = [
+        n
+        for n in nps
+        if n["spec"]["podSelector"] == {}
+        and not n["spec"].get("ingress")
+        and not n["spec"].get("egress")
+    ]
     assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     # Each long-running workload has a policy that admits its traffic.
     selected = [n["spec"]["podSelector"].get("matchLabels", {}) for n in nps]
@@ -187,8 +202,11 @@ def test_network_policies_default_deny_then_allow(render: Render) -> None:
 SECRET_KEY = re.compile(r"(password|passwd|secret_?key|token|access_?key|private_?key|dsn)$", re.I)
 
 
-@pytest.mark.parametrize("values_file", sorted([CHART / "values.yaml", *(CHART / "ci").glob("*.yaml")]),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "values_file",
+    sorted([CHART / "values.yaml", *(CHART / "ci").glob("*.yaml")]),
+    ids=lambda p: p.name,
+)
 def test_no_plaintext_secrets_in_values(values_file: Any) -> None:
     def walk(node: Any, path: str) -> Iterator[str]:
         if isinstance(node, dict):
@@ -207,7 +225,9 @@ def test_no_plaintext_secrets_in_values(values_file: Any) -> None:
     assert not found, f"{values_file.name}: plaintext credentials at {found}"
 
 
-def test_generated_postgres_password_stays_out_of_values_and_env(renders: dict[str, Render]) -> None:
+def test_generated_postgres_password_stays_out_of_values_and_env(
+    renders: dict[str, Render],
+) -> None:
     sts = renders["kind"].one("StatefulSet")
     env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "POSTGRES_PASSWORD" not in env and "POSTGRES_PASSWORD_FILE" in env

@@ -14,8 +14,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-from referencing import Resource
-from referencing.jsonschema import DRAFT202012
 from conftest import (
     CHART,
     K8S_VERSIONS,
@@ -30,6 +28,8 @@ from conftest import (
     run,
     tool,
 )
+from referencing import Resource
+from referencing.jsonschema import DRAFT202012
 
 ALL_RENDERS = (*SCENARIOS, *VARIANTS)
 
@@ -43,8 +43,11 @@ def validator(version: str, api_version: str, kind: str) -> jsonschema.protocols
         group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
         path = k8s_schema_dir(version) / f"{kind.lower()}-{group_version}.json"
         if not path.exists():
-            pytest.fail(f"no schema for {api_version} {kind} in Kubernetes {version} "
-                        "(add the CRD schema to tests/k8s/crds/)", pytrace=False)
+            pytest.fail(
+                f"no schema for {api_version} {kind} in Kubernetes {version} "
+                "(add the CRD schema to tests/k8s/crds/)",
+                pytrace=False,
+            )
         schema = json.loads(path.read_text())
     reg = Resource.from_contents(schema, default_specification=DRAFT202012) @ registry(version)
     return jsonschema.Draft202012Validator(schema, registry=reg)
@@ -62,8 +65,18 @@ def errors_of(objects: tuple[dict[str, Any], ...], version: str) -> list[str]:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_helm_lint_strict(scenario: str) -> None:
-    run([tool("helm"), "lint", "--strict", CHART, "-f", CHART / "ci" / f"{scenario}-values.yaml",
-         "--namespace", "churnops"])
+    run(
+        [
+            tool("helm"),
+            "lint",
+            "--strict",
+            CHART,
+            "-f",
+            CHART / "ci" / f"{scenario}-values.yaml",
+            "--namespace",
+            "churnops",
+        ]
+    )
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -77,7 +90,9 @@ def test_chart_objects_match_schemas(renders: dict[str, Render], name: str, vers
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_kustomize_overlays_match_schemas(overlays: dict[str, Render], overlay: str, version: str) -> None:
+def test_kustomize_overlays_match_schemas(
+    overlays: dict[str, Render], overlay: str, version: str
+) -> None:
     r = overlays[overlay]
     assert r.objects, f"{overlay} built nothing"
     problems = errors_of(r.objects, version)
@@ -87,9 +102,11 @@ def test_kustomize_overlays_match_schemas(overlays: dict[str, Render], overlay: 
 def test_custom_resources_are_checked_against_crds(renders: dict[str, Render]) -> None:
     """The kinds validated through vendored CRDs really are rendered (the check is not vacuous)."""
     kinds = {(o["apiVersion"], o["kind"]) for r in renders.values() for o in r.objects}
-    for key in [("serving.kserve.io/v1beta1", "InferenceService"),
-                ("monitoring.coreos.com/v1", "PodMonitor"),
-                ("monitoring.coreos.com/v1", "PrometheusRule")]:
+    for key in [
+        ("serving.kserve.io/v1beta1", "InferenceService"),
+        ("monitoring.coreos.com/v1", "PodMonitor"),
+        ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ]:
         assert key in kinds
         assert key in crd_schemas()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import NAMESPACE, Render, helm_template, CHART
+from conftest import CHART, NAMESPACE, Render, helm_template
 
 
 def env_of(isvc: dict[str, Any]) -> dict[str, Any]:
@@ -29,7 +29,9 @@ def test_serverless_inferenceservice(renders: dict[str, Render]) -> None:
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     env = env_of(isvc)
-    assert env["MLFLOW_TRACKING_URI"] == f"http://churnops-mlflow.{NAMESPACE}.svc.cluster.local:5000"
+    assert (
+        env["MLFLOW_TRACKING_URI"] == f"http://churnops-mlflow.{NAMESPACE}.svc.cluster.local:5000"
+    )
     assert env["CHURNOPS_MODEL_URI"] == "models:/churn@champion"
     assert env["CHURNOPS_RELOAD_INTERVAL"] == "30" and env["CHURNOPS_MAX_BATCH_ROWS"] == "10000"
     assert "STORAGE_URI" not in env
@@ -42,7 +44,12 @@ def test_standard_mode_inferenceservice(renders: dict[str, Render]) -> None:
     assert ann["serving.kserve.io/deploymentMode"] == "Standard"
     assert ann["serving.kserve.io/autoscalerClass"] == "hpa"
     p = isvc["spec"]["predictor"]
-    assert (p["scaleMetric"], p["scaleTarget"], p["minReplicas"], p["maxReplicas"]) == ("cpu", 70, 2, 6)
+    assert (p["scaleMetric"], p["scaleTarget"], p["minReplicas"], p["maxReplicas"]) == (
+        "cpu",
+        70,
+        2,
+        6,
+    )
     assert "containerConcurrency" not in p and "canaryTrafficPercent" not in p
     pdb = r.one("PodDisruptionBudget", "churnops-predictor")
     assert pdb["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "churn"}
@@ -51,28 +58,41 @@ def test_standard_mode_inferenceservice(renders: dict[str, Render]) -> None:
 def test_storage_uri_switches_to_the_model_directory() -> None:
     from conftest import load_objects
 
-    objs = load_objects(helm_template([CHART / "ci" / "kind-values.yaml"],
-                                      ["--set", "predictor.storageUri=s3://models/churn/7"]))
+    objs = load_objects(
+        helm_template(
+            [CHART / "ci" / "kind-values.yaml"],
+            ["--set", "predictor.storageUri=s3://models/churn/7"],
+        )
+    )
     isvc = next(o for o in objs if o["kind"] == "InferenceService")
     env = env_of(isvc)
     assert env["STORAGE_URI"] == "s3://models/churn/7"
     assert env["CHURNOPS_MODEL_URI"] == "/mnt/models"
 
 
-@pytest.mark.parametrize("bad", [
-    ["--set", "predictor.deploymentMode=Standard", "--set", "predictor.scaleMetric=concurrency"],
-    ["--set", "images.serving.tag=latest"],
-    ["--set", "predictor.deploymentMode=Raw"],
-    ["--set", "mlflow.replica=2"],
-    ["--set", "postgresql.enabled=false"],
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [
+            "--set",
+            "predictor.deploymentMode=Standard",
+            "--set",
+            "predictor.scaleMetric=concurrency",
+        ],
+        ["--set", "images.serving.tag=latest"],
+        ["--set", "predictor.deploymentMode=Raw"],
+        ["--set", "mlflow.replica=2"],
+        ["--set", "postgresql.enabled=false"],
+    ],
+)
 def test_invalid_values_are_refused(bad: list[str]) -> None:
     import subprocess
 
     from conftest import tool
 
-    proc = subprocess.run([str(tool("helm")), "template", "x", str(CHART), *bad],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(tool("helm")), "template", "x", str(CHART), *bad], capture_output=True, text=True
+    )
     assert proc.returncode != 0, f"helm accepted {bad}"
 
 
@@ -81,16 +101,21 @@ def test_pipeline_runner_role_is_least_privilege(renders: dict[str, Render]) -> 
         assert not r.of_kind("ClusterRole") and not r.of_kind("ClusterRoleBinding"), name
         (role,) = r.of_kind("Role")
         assert role["metadata"]["namespace"] == NAMESPACE
-        assert role["rules"] == [{
-            "apiGroups": ["serving.kserve.io"],
-            "resources": ["inferenceservices"],
-            "verbs": ["get", "list", "watch", "patch"],
-        }]
+        assert role["rules"] == [
+            {
+                "apiGroups": ["serving.kserve.io"],
+                "resources": ["inferenceservices"],
+                "verbs": ["get", "list", "watch", "patch"],
+            }
+        ]
         (binding,) = r.of_kind("RoleBinding")
         assert binding["roleRef"]["name"] == role["metadata"]["name"]
         subjects = {(s["namespace"], s["name"]) for s in binding["subjects"]}
-        assert subjects == {(NAMESPACE, "churnops-pipeline-runner"), ("kubeflow", "churnops-pipeline-runner"),
-                            ("kubeflow", "pipeline-runner")}
+        assert subjects == {
+            (NAMESPACE, "churnops-pipeline-runner"),
+            ("kubeflow", "churnops-pipeline-runner"),
+            ("kubeflow", "pipeline-runner"),
+        }
 
 
 def test_rollout_job_runs_as_the_pipeline_runner(renders: dict[str, Render]) -> None:
@@ -100,18 +125,27 @@ def test_rollout_job_runs_as_the_pipeline_runner(renders: dict[str, Render]) -> 
     c = spec["containers"][0]
     assert c["command"] == ["churnops", "rollout", "run", "--model-name", "churn", "--version", "3"]
     assert not renders["kind"].of_kind("Job") or all(
-        j["metadata"]["labels"]["app.kubernetes.io/component"] != "rollout" for j in renders["kind"].of_kind("Job"))
+        j["metadata"]["labels"]["app.kubernetes.io/component"] != "rollout"
+        for j in renders["kind"].of_kind("Job")
+    )
 
 
 def test_pipelines_get_mlflow_endpoint_and_credentials(renders: dict[str, Render]) -> None:
     cm = renders["kind"].one("ConfigMap", "churnops-mlflow")
     assert cm["metadata"]["namespace"] == "kubeflow"
-    assert cm["data"]["MLFLOW_TRACKING_URI"] == "http://churnops-mlflow.churnops.svc.cluster.local:5000"
+    assert (
+        cm["data"]["MLFLOW_TRACKING_URI"]
+        == "http://churnops-mlflow.churnops.svc.cluster.local:5000"
+    )
     secret = renders["kind"].one("Secret", "churnops-mlflow-auth")
     assert secret["metadata"]["namespace"] == "kubeflow"
     assert set(secret["data"]) == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
     # with MLflow auth on (cloud) the operator provides the Secret; the chart must not blank it
-    assert not [s for s in renders["cloud"].of_kind("Secret") if s["metadata"]["name"] == "churnops-mlflow-auth"]
+    assert not [
+        s
+        for s in renders["cloud"].of_kind("Secret")
+        if s["metadata"]["name"] == "churnops-mlflow-auth"
+    ]
 
 
 def test_mlflow_server_contract(renders: dict[str, Render]) -> None:
@@ -123,13 +157,21 @@ def test_mlflow_server_contract(renders: dict[str, Render]) -> None:
     assert "--backend-store-uri=$(MLFLOW_BACKEND_STORE_URI)" in args
     assert "--artifacts-destination=/mlflow/artifacts" in args
     hosts = next(a for a in args if a.startswith("--allowed-hosts=")).split("=", 1)[1].split(",")
-    assert {"localhost", "churnops-mlflow", "churnops-mlflow.churnops.svc.cluster.local:5000"} <= set(hosts)
+    assert {
+        "localhost",
+        "churnops-mlflow",
+        "churnops-mlflow.churnops.svc.cluster.local:5000",
+    } <= set(hosts)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"]["path"] == "/health"
-    cloud = renders["cloud"].one("Deployment", "churnops-mlflow")["spec"]["template"]["spec"]["containers"][0]
+    cloud = renders["cloud"].one("Deployment", "churnops-mlflow")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert "--app-name=basic-auth" in cloud["args"]
     assert "--artifacts-destination=s3://churnops-mlflow-artifacts/mlflow" in cloud["args"]
-    assert "mlflow.churnops.example.com" in next(a for a in cloud["args"] if a.startswith("--allowed-hosts="))
+    assert "mlflow.churnops.example.com" in next(
+        a for a in cloud["args"] if a.startswith("--allowed-hosts=")
+    )
     assert not renders["cloud"].of_kind("StatefulSet")
 
 
@@ -150,6 +192,8 @@ def test_monitoring_objects_carry_the_release_label(renders: dict[str, Render]) 
     relabel = predictor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
     assert relabel["sourceLabels"] == ["__meta_kubernetes_pod_label_serving_knative_dev_revision"]
     assert relabel["targetLabel"] == "revision"
-    dashboards = [c for c in r.of_kind("ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    dashboards = [
+        c for c in r.of_kind("ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
     for d in dashboards:
         assert d["metadata"]["labels"]["release"] == "kube-prometheus-stack"

@@ -51,8 +51,9 @@ _K8S_SPECIAL = {
     "V1ObjectMeta": "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
     "V1Time": "io.k8s.apimachinery.pkg.apis.meta.v1.Time",
     "K8sIoApiAppsV1DeploymentStrategy": "io.k8s.api.apps.v1.DeploymentStrategy",
-    "K8sIoApiAutoscalingV2HorizontalPodAutoscalerBehavior":
-        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior",
+    "K8sIoApiAutoscalingV2HorizontalPodAutoscalerBehavior": (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior"
+    ),
 }
 _DEFS_REF = "/api/_definitions.json#/$defs/"
 
