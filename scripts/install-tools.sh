@@ -93,7 +93,8 @@ if ! "$CHECKOV_VENV/bin/checkov" --version 2>/dev/null | grep -qx "$CHECKOV_VERS
   log "installing checkov==$CHECKOV_VERSION into $CHECKOV_VENV"
   rm -rf "$CHECKOV_VENV"
   "$PYTHON" -m venv "$CHECKOV_VENV"
-  "$CHECKOV_VENV/bin/python" -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  "$CHECKOV_VENV/bin/python" -m pip install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION" 2>&1 \
+    | { grep -v "^WARNING: Location" || true; } >&2
 fi
 
 rm -f "$TOOLS_DIR"/.k8s-tools-*

@@ -123,3 +123,11 @@ def test_crd_validation_rejects_unknown_and_mistyped_fields(renders: dict[str, R
     assert "minReplica" in text
     assert "spec.predictor.containers.0.resources.limits.cpu" in text
     assert "interval" in text and "relabelings.0.action" in text
+
+
+def test_builtin_validation_rejects_unknown_fields(renders: dict[str, Render]) -> None:
+    dep = json.loads(json.dumps(renders["kind"].one("Deployment", "churnops-mlflow")))
+    dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
+    dep["spec"]["replica"] = 2
+    text = "\n".join(errors_of((dep,), K8S_VERSIONS[0]))
+    assert "runAsNonroot" in text and "replica" in text
