@@ -1,0 +1,457 @@
+"""The KServe model ``churn``: loads an MLflow churn model, scores it through the compiled
+path, and swaps in new versions of an alias without dropping requests.
+
+Everything a request needs from a model version (scorer, threshold, drift window, metric
+children) sits in one immutable ``LoadedModel``. A request takes the current one once,
+in ``preprocess``, and uses it to the end; a reload builds and self-checks the next one
+on a background thread and replaces the reference in one assignment. A version that
+fails to load or to pass its self-check never serves: the server stays unready (first
+load) or keeps the previous version (reload).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import Model
+from kserve.errors import ModelNotReady
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from churnops.data import contract
+from churnops.errors import ModelLoadError
+from churnops.serving import metrics
+from churnops.serving.errors import MalformedRequest
+from churnops.serving.scoring import Scorer, SklearnScorer, compile_model, threshold_of, verify
+from churnops.serving.validation import (
+    Columns,
+    Tensor,
+    UnknownPolicy,
+    columns_from_frame,
+    json_type,
+    parse_instances,
+    parse_tensors,
+)
+from churnops.tracking import PROFILE_FILE
+
+logger = logging.getLogger("churnops.serving")
+
+RETRY_FAILED_SECONDS = 300.0
+"""A version that failed to load is tried again only after this long (or a new version)."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Model server settings (``churnops serve`` flags and environment).
+
+    Attributes:
+        model_uri: ``models:/name@alias``, ``models:/name/version``, ``runs:/…``, or a
+            local MLflow model directory (what KServe's storage initializer leaves).
+        tracking_uri: MLflow tracking/registry URI (not needed for a local directory).
+        model_name: Name on the endpoints (``/v1/models/<name>:predict``).
+        max_batch_rows: Largest batch accepted (413 beyond).
+        reload_interval: Seconds between alias polls; 0 turns polling off (a failed first
+            load is still retried at this interval, or every 30 s when polling is off).
+        unknown_categories: ``reject`` (422) or ``score`` category values outside the
+            contract as unknown (counted in ``churnops_unknown_categories_total``).
+        download_dir: Where model artifacts are downloaded (removed after loading);
+            under the temp directory so a read-only root filesystem works.
+    """
+
+    model_uri: str = "models:/churn@champion"
+    tracking_uri: str | None = None
+    model_name: str = "churn"
+    max_batch_rows: int = 5000
+    reload_interval: float = 0.0
+    unknown_categories: UnknownPolicy = "reject"
+    download_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A model URI pinned to one version: what to download and how to label it."""
+
+    uri: str
+    version: str
+
+
+_MODELS_URI = re.compile(
+    r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?(?P<rest>/.*)?$"
+)
+
+
+def resolve(model_uri: str) -> Source:
+    """Pin ``model_uri`` to one version (an alias is looked up in the registry now).
+
+    Raises:
+        ModelLoadError: The alias or version does not exist or the registry is unreachable.
+    """
+    m = _MODELS_URI.match(model_uri)
+    if m and (m["alias"] or (m["version"] and m["version"].isdigit())):
+        name = m["name"]
+        rest = m["rest"] or ""
+        if m["alias"]:
+            from mlflow import MlflowClient
+
+            try:
+                mv = MlflowClient().get_model_version_by_alias(name, m["alias"])
+            except Exception as err:
+                raise ModelLoadError(f"cannot resolve {model_uri}: {err}") from err
+            version = str(mv.version)
+        else:
+            version = m["version"]
+        return Source(f"models:/{name}/{version}{rest}", version)
+    if m:  # models:/<logged model id>
+        return Source(model_uri, m["name"])
+    if model_uri.startswith("runs:/"):
+        return Source(model_uri, "run-" + model_uri[len("runs:/") :].split("/")[0][:12])
+    return Source(model_uri, "local")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model version ready to serve."""
+
+    source: Source
+    run_id: str
+    scorer: Scorer
+    threshold: float
+    window: metrics.DriftWindow
+    metrics: metrics.RequestMetrics
+    check_diff: float
+
+    @property
+    def version(self) -> str:
+        return self.source.version
+
+
+def self_check_columns(example: Any = None, *, rows: int = 200, seed: int = 0) -> Columns:
+    """Records the self-check scores: the model's input example, generated customers, and
+    the same customers with unknown categories and missing numbers."""
+    import pandas as pd
+
+    from churnops.data.generate import generate_chunk
+    from churnops.model.features import model_input
+
+    frame = model_input(generate_chunk(np.random.default_rng(seed), rows, start=0, drift=0.0))
+    if example is not None:
+        frame = pd.concat([model_input(example), frame], ignore_index=True)
+    cols = columns_from_frame(frame)
+    rng = np.random.default_rng(seed + 1)
+    odd = Columns(cols.numeric.copy(), cols.codes.copy())
+    odd.numeric[rng.random(odd.numeric.shape) < 0.2] = np.nan
+    odd.codes[rng.random(odd.codes.shape) < 0.2] = -1
+    return Columns(np.vstack([cols.numeric, odd.numeric]), np.vstack([cols.codes, odd.codes]))
+
+
+def load_version(
+    source: Source, *, model_name: str, download_dir: str | None = None
+) -> LoadedModel:
+    """Download, load, compile and self-check one model version.
+
+    Raises:
+        ModelLoadError: Anything on the way fails (the message says what).
+    """
+    import mlflow.sklearn
+    from mlflow.models import Model as MlflowModel
+
+    root = Path(download_dir or tempfile.gettempdir()) / "churnops-models"
+    root.mkdir(parents=True, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="download-", dir=root)
+    started = time.perf_counter()
+    try:
+        local = Path(source.uri)
+        if not local.is_dir():
+            import mlflow.artifacts
+
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=source.uri, dst_path=workdir)
+            )
+        meta = MlflowModel.load(str(local / "MLmodel"))
+        if "sklearn" not in meta.flavors:
+            raise ModelLoadError(
+                f"{source.uri} has no sklearn flavor (flavors: {sorted(meta.flavors)})"
+            )
+        model = mlflow.sklearn.load_model(str(local))
+        example = None
+        try:
+            example = meta.load_input_example(str(local))
+        except Exception as err:  # an example is a bonus for the self-check, not required
+            logger.info("model %s: no input example (%s)", source.version, err)
+        profile = None
+        profile_path = local / "extra_files" / PROFILE_FILE
+        if profile_path.is_file():
+            profile = json.loads(profile_path.read_text())
+        else:
+            logger.warning(
+                "model %s: no %s; feature drift is not reported", source.version, PROFILE_FILE
+            )
+        scorer, diff = _checked_scorer(model, self_check_columns(example), source.version)
+        loaded = LoadedModel(
+            source=source,
+            run_id=meta.run_id or "",
+            scorer=scorer,
+            threshold=threshold_of(model, float((meta.metadata or {}).get("threshold", 0.5))),
+            window=metrics.DriftWindow(profile),
+            metrics=metrics.RequestMetrics(model_name, source.version),
+            check_diff=diff,
+        )
+    except ModelLoadError:
+        raise
+    except Exception as err:
+        raise ModelLoadError(f"cannot load {source.uri}: {type(err).__name__}: {err}") from err
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    logger.info(
+        "model %s (%s) loaded in %.1fs: scorer %s, threshold %.4f, self-check max |diff| %.2g",
+        source.version,
+        source.uri,
+        time.perf_counter() - started,
+        loaded.scorer.kind,
+        loaded.threshold,
+        diff,
+    )
+    return loaded
+
+
+def _checked_scorer(model: Any, columns: Columns, version: str) -> tuple[Scorer, float]:
+    scorer = compile_model(model)
+    try:
+        return scorer, verify(scorer, model, columns)
+    except ValueError as err:
+        if isinstance(scorer, SklearnScorer):
+            raise ModelLoadError(f"model {version} fails its self-check: {err}") from err
+        logger.error(
+            "model %s: compiled %s scorer rejected (%s); serving through sklearn",
+            version,
+            scorer.kind,
+            err,
+        )
+    fallback = SklearnScorer(model)
+    try:
+        return fallback, verify(fallback, model, columns)
+    except Exception as err:
+        raise ModelLoadError(f"model {version} fails its self-check: {err}") from err
+
+
+@dataclass
+class Batch:
+    """A validated request on its way through preprocess → predict → postprocess."""
+
+    model: LoadedModel
+    columns: Columns
+    protocol: str
+    request: InferRequest | None = None
+    proba: np.ndarray | None = None
+    churn: np.ndarray | None = None
+
+
+class ChurnModel(Model):
+    """KServe model serving one churn model version at a time (see module docstring)."""
+
+    def __init__(self, config: ServeConfig):
+        super().__init__(config.model_name)
+        self.config = config
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self._load_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failed: tuple[str, float] | None = None
+        metrics.MODEL_READY.labels(self.name).set(0)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Load the configured URI (KServe's hook; also the first load). Never raises."""
+        self.refresh(initial=True)
+        return self.ready
+
+    def refresh(self, *, initial: bool = False) -> bool:
+        """Resolve the URI; load and swap in a version that is not the one serving.
+
+        Returns:
+            True if a new version now serves.
+        """
+        with self._load_lock:
+            try:
+                source = resolve(self.config.model_uri)
+            except ModelLoadError as err:
+                self._note_failure(str(err), counted=not initial and self.current is not None)
+                return False
+            if self.current is not None and self.current.source == source:
+                return False
+            if (
+                self._failed
+                and self._failed[0] == source.uri
+                and time.monotonic() - self._failed[1] < RETRY_FAILED_SECONDS
+            ):
+                return False
+            try:
+                loaded = load_version(
+                    source, model_name=self.name, download_dir=self.config.download_dir
+                )
+            except ModelLoadError as err:
+                self._failed = (source.uri, time.monotonic())
+                self._note_failure(str(err), counted=not initial)
+                return False
+            self._swap(loaded, counted=not initial)
+            return True
+
+    def _swap(self, loaded: LoadedModel, *, counted: bool) -> None:
+        previous = self.current
+        self.current = loaded  # the swap: one reference assignment
+        self._failed = None
+        self.last_error = None
+        metrics.COLLECTOR.set_window(self.name, loaded.version, loaded.window)
+        if previous is not None:
+            with contextlib.suppress(KeyError):
+                metrics.MODEL_INFO.remove(self.name, previous.version, previous.run_id)
+            logger.info(
+                "model %s: now serving version %s (was %s)",
+                self.name,
+                loaded.version,
+                previous.version,
+            )
+        metrics.MODEL_INFO.labels(self.name, loaded.version, loaded.run_id).set(1)
+        if counted:
+            metrics.MODEL_RELOADS.labels(self.name, "success").inc()
+        if not self._stopping.is_set():
+            self.ready = True
+            metrics.MODEL_READY.labels(self.name).set(1)
+
+    def _note_failure(self, message: str, *, counted: bool) -> None:
+        self.last_error = message
+        if counted:
+            metrics.MODEL_RELOADS.labels(self.name, "failure").inc()
+        if self.current is None:
+            logger.error("model %s: not ready: %s", self.name, message)
+        else:
+            logger.error(
+                "model %s: keeping version %s: %s", self.name, self.current.version, message
+            )
+
+    def start_polling(self) -> None:
+        """Poll the model URI on a daemon thread (alias moves; retries of a failed first load)."""
+        interval = self.config.reload_interval
+        if interval <= 0 and self.current is not None:
+            return
+
+        def loop() -> None:
+            while not self._stopping.wait(interval if interval > 0 else 30.0):
+                if interval <= 0 and self.current is not None:
+                    return
+                try:
+                    self.refresh(initial=self.current is None)
+                except Exception:  # the poller must survive anything
+                    logger.exception("model %s: reload poll failed", self.name)
+
+        self._thread = threading.Thread(target=loop, name="churnops-reload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.ready = False
+        metrics.MODEL_READY.labels(self.name).set(0)
+
+    # --- metadata (V2 /v2/models/<name>) ---------------------------------------------
+
+    def get_input_types(self) -> list[dict]:
+        return [
+            {"name": f.name, "datatype": "FP64" if f.is_numeric else "BYTES", "shape": [-1]}
+            for f in contract.FEATURES
+        ]
+
+    def get_output_types(self) -> list[dict]:
+        return [
+            {"name": "churn_probability", "datatype": "FP64", "shape": [-1]},
+            {"name": "churn", "datatype": "BOOL", "shape": [-1]},
+        ]
+
+    # --- inference ---------------------------------------------------------------------
+
+    def validate(self, payload: Any) -> Any:
+        return payload  # preprocess validates against the record contract
+
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Batch:  # type: ignore[override]
+        loaded = self.current
+        if loaded is None or not self.ready:
+            raise ModelNotReady(self.name, self.last_error or "")
+        config = self.config
+        if isinstance(payload, InferRequest):
+            tensors = [Tensor(i.name, i.datatype, i.shape, i.data) for i in payload.inputs]
+            columns = parse_tensors(
+                tensors, max_rows=config.max_batch_rows, unknown=config.unknown_categories
+            )
+            batch = Batch(loaded, columns, "v2", request=payload)
+        elif isinstance(payload, dict):
+            if "instances" not in payload:
+                hint = ' (V2 "inputs" go to /v2/models/<name>/infer)' if "inputs" in payload else ""
+                raise MalformedRequest(f'the body must be {{"instances": [record, ...]}}{hint}')
+            columns = parse_instances(
+                payload["instances"],
+                max_rows=config.max_batch_rows,
+                unknown=config.unknown_categories,
+            )
+            batch = Batch(loaded, columns, "v1")
+        else:
+            raise MalformedRequest(f"the body must be a JSON object, got {json_type(payload)}")
+        if columns.unknown:
+            metrics.unknown_categories(self.name, columns.unknown)
+        return batch
+
+    def predict(self, batch: Batch, headers: dict[str, str] | None = None) -> Batch:  # type: ignore[override]
+        loaded = batch.model
+        proba = loaded.scorer.predict(batch.columns)
+        churn = proba >= loaded.threshold
+        loaded.metrics.scored(proba, churn)
+        loaded.window.add(batch.columns.numeric, batch.columns.codes, proba)
+        batch.proba, batch.churn = proba, churn
+        return batch
+
+    def postprocess(
+        self, batch: Batch, headers: dict[str, str] | None = None, response_headers=None
+    ):  # type: ignore[override]
+        version = batch.model.version
+        assert batch.proba is not None and batch.churn is not None
+        if batch.protocol == "v1":
+            return {
+                "predictions": [
+                    {"churn_probability": p, "churn": c, "model_version": version}
+                    for p, c in zip(batch.proba.tolist(), batch.churn.tolist(), strict=True)
+                ]
+            }
+        request = batch.request
+        assert request is not None
+        n = len(batch.proba)
+        return InferResponse(
+            response_id=request.id or str(uuid.uuid4()),
+            model_name=self.name,
+            model_version=version,
+            infer_outputs=[
+                InferOutput("churn_probability", [n], "FP64", data=batch.proba),
+                InferOutput("churn", [n], "BOOL", data=batch.churn),
+            ],
+            use_binary_outputs=request.use_binary_outputs,
+            requested_outputs=request.request_outputs,
+        )
+
+
+def temp_home() -> None:
+    """Point caches that default to $HOME at the temp dir when $HOME is not writable
+    (read-only root filesystem in the serving image)."""
+    home = os.environ.get("HOME", "")
+    if not home or not os.access(home, os.W_OK):
+        os.environ["HOME"] = tempfile.gettempdir()

@@ -1,0 +1,304 @@
+"""The model server process: ``kserve.ModelServer`` with the ``churn`` model.
+
+KServe serves health, metadata, model readiness and ``/metrics``. The two inference
+routes (``/v1/models/<name>:predict`` and ``/v2/models/<name>/infer``) are registered
+ahead of KServe's own, because KServe's versions answer a non-JSON Content-Type or a
+malformed body in ways that do not name the problem (V1 passes non-JSON bodies through
+as bytes; V2 turns them into pydantic 422s or a binary-extension error) and do not see
+the final status for request metrics. Ours decode, check the media type, then hand the
+request to KServe's ``DataPlane.infer`` so the model's preprocess → predict →
+postprocess chain and KServe's latency histograms run as usual; every error goes
+through ``churnops.serving.errors``.
+
+Server readiness (``/v2/health/ready``) is the model's readiness: a server whose model
+has not loaded and passed its self-check answers 503 there and on inference routes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from churnops.serving import errors, metrics
+from churnops.serving.errors import MalformedRequest, UnsupportedMediaType
+from churnops.serving.model import ChurnModel, ServeConfig, temp_home
+
+logger = logging.getLogger("churnops.serving")
+
+_BINARY_HEADER = "inference-header-content-length"
+
+
+def _import_kserve() -> Any:
+    # kserve.model_server parses sys.argv at import time; our flags are not its flags.
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        from kserve import model_server
+    finally:
+        sys.argv = argv
+    return model_server
+
+
+def check_content_type(value: str | None) -> None:
+    """JSON bodies only (a missing Content-Type is read as JSON).
+
+    Raises:
+        UnsupportedMediaType: Anything else.
+    """
+    if not value:
+        return
+    media = value.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return
+    raise UnsupportedMediaType(f"Content-Type must be application/json, got {value[:80]!r}")
+
+
+def loads(body: bytes) -> Any:
+    """Decode a JSON body. NaN/Infinity (not JSON, but what many encoders emit) decode to
+    floats so validation can name the field and row that holds them.
+
+    Raises:
+        MalformedRequest: Not JSON.
+    """
+    if not body:
+        raise MalformedRequest("empty request body: send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise MalformedRequest(f"malformed JSON: {err}") from None
+
+
+def _v2_request(payload: Any, model_name: str) -> Any:
+    from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+
+    from churnops.serving.validation import _KEYS_WITH_ID, json_type
+
+    if not isinstance(payload, dict):
+        raise MalformedRequest(f"the body must be a JSON object, got {json_type(payload)}")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        hint = ' (V1 "instances" go to /v1/models/<name>:predict)' if "instances" in payload else ""
+        raise MalformedRequest(f'the body must have a non-empty "inputs" list of tensors{hint}')
+    tensors = []
+    for i, t in enumerate(inputs):
+        if not isinstance(t, dict):
+            raise MalformedRequest(f"inputs[{i}] must be a tensor object, got {json_type(t)}")
+        name = t.get("name")
+        field = name if name in _KEYS_WITH_ID else errors.REQUEST_FIELD
+        for key, kind in (("name", str), ("datatype", str), ("shape", list), ("data", list)):
+            if not isinstance(t.get(key), kind):
+                raise MalformedRequest(
+                    f"inputs[{i}] ({name!r}): {key!r} must be a "
+                    f"{'string' if kind is str else 'list'}",
+                    field=field,
+                )
+        tensors.append(
+            InferInput(
+                name, t["shape"], t["datatype"], data=t["data"], parameters=t.get("parameters")
+            )
+        )
+    outputs = payload.get("outputs")
+    requested = None
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+        ):
+            raise MalformedRequest('"outputs" must be a list of {"name": ...} objects')
+        known = {"churn_probability", "churn"}
+        for o in outputs:
+            if o["name"] not in known:
+                raise MalformedRequest(
+                    f"unknown output {o['name']!r}; outputs: churn_probability, churn"
+                )
+        requested = [RequestedOutput(o["name"], o.get("parameters") or {}) for o in outputs]
+    parameters = payload.get("parameters")
+    request_id = payload.get("id")
+    return InferRequest(
+        model_name,
+        tensors,
+        request_id=str(request_id) if request_id is not None else None,
+        parameters=parameters if isinstance(parameters, dict) else None,
+        request_outputs=requested,
+    )
+
+
+def _binary_v2_request(body: bytes, json_length: str, model_name: str) -> Any:
+    from kserve.errors import InvalidInput
+    from kserve.protocol.infer_type import InferRequest
+
+    try:
+        return InferRequest.from_bytes(body, int(json_length), model_name)
+    except InvalidInput as err:
+        raise MalformedRequest(str(err)) from None
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise MalformedRequest(
+            f"malformed binary inference request: {type(err).__name__}: {err}"
+        ) from None
+
+
+class InferenceRoutes:
+    """The V1 and V2 inference endpoints (see module docstring)."""
+
+    def __init__(self, dataplane: Any, model: ChurnModel):
+        self.dataplane = dataplane
+        self.model = model
+        self.name = model.name
+
+    async def _ready(self, model_name: str) -> None:
+        from kserve.errors import ModelNotReady
+
+        if not await self.dataplane.model_ready(model_name, True):
+            raise ModelNotReady(model_name, self.model.last_error or "")
+
+    def _finish(self, protocol: str, started: float, version: str | None, response: Any) -> Any:
+        current = self.model.current
+        label = version or (current.version if current else "none")
+        child = (
+            current.metrics
+            if current and current.version == label
+            else metrics.RequestMetrics(self.name, label)
+        )
+        child.request(protocol, response.status_code, time.perf_counter() - started)
+        return response
+
+    def _error(self, err: BaseException) -> Any:
+        from starlette.responses import Response
+
+        status, body = errors.to_response(err)
+        if errors.is_validation_error(err):
+            metrics.validation_error(self.name, errors.field_of(err))
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+    async def v1_predict(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        started = time.perf_counter()
+        version = None
+        try:
+            model_name = request.path_params["model_name"]
+            await self._ready(model_name)
+            headers = dict(request.headers)
+            check_content_type(headers.get("content-type"))
+            payload = loads(await request.body())
+            result, _ = await self.dataplane.infer(
+                model_name=model_name, request=payload, headers=headers
+            )
+            version = result["predictions"][0]["model_version"]
+            response = Response(orjson.dumps(result), media_type="application/json")
+        except Exception as err:
+            response = self._error(err)
+        return self._finish("v1", started, version, response)
+
+    async def v2_infer(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        started = time.perf_counter()
+        version = None
+        try:
+            model_name = request.path_params["model_name"]
+            await self._ready(model_name)
+            headers = dict(request.headers)
+            body = await request.body()
+            if _BINARY_HEADER in headers:  # the binary tensor extension (tritonclient)
+                infer_request = _binary_v2_request(body, headers[_BINARY_HEADER], model_name)
+            else:
+                check_content_type(headers.get("content-type"))
+                infer_request = _v2_request(loads(body), model_name)
+            result, _ = await self.dataplane.infer(
+                model_name=model_name, request=infer_request, headers=headers
+            )
+            version = result.model_version
+            try:
+                rest, json_length = result.to_rest()
+            except Exception as err:
+                raise MalformedRequest(f"cannot encode the requested outputs: {err}") from err
+            if json_length is not None:
+                response = Response(
+                    rest,
+                    media_type="application/octet-stream",
+                    headers={_BINARY_HEADER: str(json_length)},
+                )
+            else:
+                response = Response(
+                    orjson.dumps(rest, option=orjson.OPT_SERIALIZE_NUMPY),
+                    media_type="application/json",
+                )
+        except Exception as err:
+            response = self._error(err)
+        return self._finish("v2", started, version, response)
+
+    def install(self, app: Any) -> None:
+        """Register the routes on KServe's app before KServe adds its own (first match wins)."""
+        app.add_route("/v1/models/{model_name}:predict", self.v1_predict, methods=["POST"])
+        app.add_route("/v2/models/{model_name}/infer", self.v2_infer, methods=["POST"])
+        app.add_route(
+            "/v2/models/{model_name}/versions/{model_version}/infer",
+            self.v2_infer,
+            methods=["POST"],
+        )
+
+
+def _dataplane_class() -> type:
+    from kserve.protocol.dataplane import DataPlane
+
+    class ChurnDataPlane(DataPlane):
+        """Server readiness = every registered model is ready (KServe answers True)."""
+
+        async def ready(self) -> bool:
+            models = self.model_registry.get_models()
+            return bool(models) and all([await m.healthy() for m in models.values()])
+
+    return ChurnDataPlane
+
+
+def _configure_logging(*, access_log: bool) -> None:
+    # One line per request from KServe's timing middleware and uvicorn's access log costs
+    # more than scoring a record; both stay available.
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    if not access_log:
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("churnops.serving").setLevel(logging.INFO)
+
+
+def serve(
+    config: ServeConfig, *, http_port: int = 8080, access_log: bool = False, grace_period: int = 20
+) -> None:
+    """Run the model server until SIGTERM/SIGINT (in-flight requests finish first)."""
+    temp_home()
+    model_server = _import_kserve()
+    if config.tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(config.tracking_uri)
+        mlflow.set_registry_uri(config.tracking_uri)
+    server = model_server.ModelServer(
+        http_port=http_port,
+        workers=1,
+        enable_grpc=False,
+        enable_latency_logging=False,
+        grace_period=grace_period,
+    )
+    _configure_logging(access_log=access_log)
+    if not logging.getLogger("churnops").handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.getLogger("churnops").addHandler(handler)
+    model = ChurnModel(config)
+    model.load()  # the server starts either way; unready until a version passes its self-check
+    server.dataplane = _dataplane_class()(model_registry=server.registered_models)
+    server.register_model(model)
+    InferenceRoutes(server.dataplane, model).install(model_server.app)
+    model.start_polling()
+    try:
+        server.start([])  # the model is registered already; KServe would refuse an unready one
+    finally:
+        model.stop()
+        logger.info("model server stopped")
