@@ -144,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.handler(args)
     except ChurnopsError as err:
         print(f"error: {err}", file=sys.stderr)
+        if err.result is not None:
+            _emit(err.result)
         return err.exit_code
     except KeyboardInterrupt:
         return 130

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 
 class ChurnopsError(Exception):
-    """Base of all churnops errors. CLI: exit code 1."""
+    """Base of all churnops errors. CLI: exit code 1.
+
+    ``result``, when set, is still printed as the command's JSON line (a rolled-back
+    canary is a result worth reading, and a non-zero exit).
+    """
 
     exit_code = 1
+    result: object = None
 
 
 class ContractViolation(ChurnopsError, ValueError):
@@ -65,3 +70,10 @@ class PromotionRejected(ChurnopsError):
     for promotion to be mandatory. CLI: exit 6."""
 
     exit_code = 6
+
+
+class PipelineFailed(ChurnopsError):
+    """A pipeline run failed; the JSON result (which task, the MLflow run, what was undone)
+    is still printed. CLI: exit 7."""
+
+    exit_code = 7

@@ -1,9 +1,8 @@
 """MLflow tracking: connecting with retries, and logging a churn model as ONE MLflow model.
 
 A churn model is a scikit-learn ``FixedThresholdClassifier`` (preprocessing + classifier
-+ threshold) saved with skops, never pickle. skops refuses types it does not trust;
-``TRUSTED_TYPES`` names the few the candidates need, and logging fails loudly if a
-model ever contains anything else.
++ threshold) saved with skops, never pickle, trusting only
+``churnops.model.serialize.TRUSTED_TYPES``.
 """
 
 from __future__ import annotations
@@ -24,15 +23,10 @@ import pandas as pd
 
 from churnops.data import contract
 from churnops.errors import DataSourceError, RegistryUnavailable
+from churnops.model.serialize import TRUSTED_TYPES, check_trusted
 from churnops.progress import log
 
-TRUSTED_TYPES: tuple[str, ...] = (
-    "numpy.dtype",
-    "sklearn.tree._tree.Tree",
-    "xgboost.core.Booster",
-    "xgboost.sklearn.XGBClassifier",
-)
-"""Types beyond skops' defaults that churn models may contain (checked at logging)."""
+__all__ = ["PROFILE_FILE", "TRUSTED_TYPES", "connect", "content_digest", "log_model"]
 
 PROFILE_FILE = "reference_profile.json"
 
@@ -112,15 +106,6 @@ def signature() -> Any:
     )
     outputs = Schema([TensorSpec(np.dtype("float64"), (-1, 2))])
     return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-def check_trusted(model: Any) -> None:
-    """Raises ValueError if skops would need a type outside ``TRUSTED_TYPES``."""
-    import skops.io as sio
-
-    untrusted = set(sio.get_untrusted_types(data=sio.dumps(model))) - set(TRUSTED_TYPES)
-    if untrusted:
-        raise ValueError(f"model contains types not declared trusted for skops: {sorted(untrusted)}")
 
 
 def log_model(

@@ -46,13 +46,34 @@ def ingest(data_uri: str, *, config: ValidationConfig = ValidationConfig()) -> I
     return Ingested(frame if frame is not None else pd.DataFrame(), report, digest)
 
 
-def log_validation(report: ValidationReport) -> None:
-    """Attach the validation report (Markdown + JSON) to the active MLflow run."""
+def log_validation(report: ValidationReport, run_id: str) -> None:
+    """Attach the validation report (Markdown + JSON) to MLflow run ``run_id``."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.log_text(run_id, report.to_markdown(), "validation/report.md")
+    client.log_text(run_id, report.to_json(), "validation/report.json")
+    client.set_tag(run_id, "validation", "passed" if report.ok else "failed")
+
+
+def compare(candidates: list[Candidate], evaluations: dict[str, Evaluation]) -> dict[str, dict[str, Any]]:
+    """candidate → its hyper-parameters, cross-validation scores, threshold, fit time and
+    test metrics (for the model card, the KFP UI and one MLflow child run each)."""
+    return {
+        c.name: {"params": c.params, "cv_roc_auc": c.cv_roc_auc, "cv_f1": c.cv_f1, "threshold": c.threshold,
+                 "fit_seconds": c.fit_seconds, **evaluations[c.name].metrics}
+        for c in candidates
+    }
+
+
+def log_candidates(comparison: dict[str, dict[str, Any]]) -> None:
+    """One nested MLflow run per candidate under the active run."""
     import mlflow
 
-    mlflow.log_text(report.to_markdown(), "validation/report.md")
-    mlflow.log_text(report.to_json(), "validation/report.json")
-    mlflow.set_tag("validation", "passed" if report.ok else "failed")
+    for name, entry in comparison.items():
+        with mlflow.start_run(run_name=name, nested=True):
+            mlflow.log_params({"candidate": name, **entry["params"]})
+            mlflow.log_metrics({k: v for k, v in entry.items() if isinstance(v, int | float)})
 
 
 def train_candidates(train: pd.DataFrame, *, config: TrainConfig) -> list[Candidate]:
@@ -74,8 +95,8 @@ def publish(
     evaluation: Evaluation,
     *,
     split_: Split,
-    comparison: dict[str, dict[str, float]],
-    report: ValidationReport,
+    comparison: dict[str, dict[str, Any]],
+    label_rate: float | None,
     data_uri: str,
     data_digest: str,
     model_name: str,
@@ -100,7 +121,7 @@ def publish(
     card = model_card(
         model_name=model_name, candidate=winner.name, params=winner.params, threshold=winner.threshold,
         metrics=metrics, comparison=comparison, data_source=data_uri, data_digest=data_digest,
-        rows={"train": len(split_.train), "test": len(split_.test)}, label_rate=report.label_rate, run_id=run_id,
+        rows={"train": len(split_.train), "test": len(split_.test)}, label_rate=label_rate, run_id=run_id,
     )
     mlflow.log_text(card, "model_card.md")
     mlflow.log_text(json.dumps(comparison, indent=2), "candidates.json")
@@ -187,7 +208,7 @@ def run_training(
         mlflow.log_params({k: (",".join(v) if isinstance(v, tuple) else v) for k, v in asdict(train_config).items()})
         mlflow.log_params({f"gate.{k}": v for k, v in asdict(gate_config).items()})
         data = ingest(data_uri, config=validation_config)
-        log_validation(data.report)
+        log_validation(data.report, run.info.run_id)
         data.report.raise_for_violations()
         log(f"ingest: {data.report.rows:,} rows, churn rate {data.report.label_rate:.1%}, "
             f"{len(data.report.warnings)} warning(s)")
@@ -198,20 +219,13 @@ def run_training(
         )
         parts = split(data.frame, test_size=train_config.test_size, seed=train_config.seed)
         candidates = train_candidates(parts.train, config=train_config)
-        comparison: dict[str, dict[str, float]] = {}
-        evaluations = {}
-        for candidate in candidates:
-            evaluations[candidate.name] = evaluate_candidate(candidate, parts.test)
-            comparison[candidate.name] = {"cv_roc_auc": candidate.cv_roc_auc, "cv_f1": candidate.cv_f1,
-                                          "threshold": candidate.threshold, **evaluations[candidate.name].metrics}
-            with mlflow.start_run(run_name=candidate.name, nested=True):
-                mlflow.log_params({"candidate": candidate.name, **candidate.params})
-                mlflow.log_metrics({k: v for k, v in comparison[candidate.name].items()})
-                mlflow.log_metric("fit_seconds", candidate.fit_seconds)
+        evaluations = {c.name: evaluate_candidate(c, parts.test) for c in candidates}
+        comparison = compare(candidates, evaluations)
+        log_candidates(comparison)
         winner = select(candidates)
         log(f"select: {winner.name} (out-of-fold ROC AUC {winner.cv_roc_auc:.4f})")
         summary = publish(
-            winner, evaluations[winner.name], split_=parts, comparison=comparison, report=data.report,
+            winner, evaluations[winner.name], split_=parts, comparison=comparison, label_rate=data.report.label_rate,
             data_uri=data_uri, data_digest=data.digest, model_name=model_name, gate_config=gate_config,
         )
         assert summary["run_id"] == run.info.run_id

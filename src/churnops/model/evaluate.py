@@ -139,7 +139,7 @@ def model_card(
     params: dict,
     threshold: float,
     metrics: dict[str, float],
-    comparison: dict[str, dict[str, float]],
+    comparison: dict[str, dict],
     data_source: str,
     data_digest: str,
     rows: dict[str, int],

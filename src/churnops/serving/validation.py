@@ -129,8 +129,13 @@ def _check_rows(n: int, max_rows: int) -> None:
         raise BatchTooLarge(f"batch of {n} records exceeds the maximum of {max_rows} per request")
 
 
-def numeric_column(f: contract.Field, values: Sequence[Any]) -> np.ndarray:
+def numeric_column(
+    f: contract.Field, values: Sequence[Any], *, nan_is_missing: bool = False
+) -> np.ndarray:
     """Validate one numeric column (JSON numbers; null only where the contract allows it).
+
+    ``nan_is_missing``: NaN marks a missing value of a nullable field (binary V2 tensors
+    cannot carry null); otherwise NaN and infinities are rejected.
 
     Raises:
         InvalidRecord: Naming the field and the first offending row.
@@ -156,9 +161,19 @@ def numeric_column(f: contract.Field, values: Sequence[Any]) -> np.ndarray:
     except OverflowError:
         row = next(i for i, v in enumerate(values) if isinstance(v, int) and abs(v) > 1e300)
         raise InvalidRecord(f"row {row}: {f.name} is out of range", field=f.name, row=row) from None
-    present = arr[~np.isnan(arr)] if f.nullable else arr
-    if not np.isfinite(present).all():
-        row = next(i for i, v in enumerate(values) if v is not None and not math.isfinite(v))
+    nan_ok = f.nullable and nan_is_missing
+    if nan_ok:
+        checked = arr[~np.isnan(arr)]
+    elif f.nullable and None in values:
+        checked = arr[np.array([v is not None for v in values])]
+    else:
+        checked = arr
+    if not np.isfinite(checked).all():
+        row = next(
+            i
+            for i, v in enumerate(values)
+            if v is not None and not math.isfinite(v) and not (nan_ok and math.isnan(v))
+        )
         raise InvalidRecord(
             f"row {row}: {f.name} must be a finite number (NaN and Infinity are not allowed; "
             f"{'send null for a missing value' if f.nullable else 'the field is required'})",
@@ -350,7 +365,7 @@ def parse_tensors(
             data = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data]
         columns[name] = data
     counts: dict[str, int] = {}
-    numeric = [numeric_column(f, columns[f.name]) for f in NUMERIC_FIELDS]
+    numeric = [numeric_column(f, columns[f.name], nan_is_missing=True) for f in NUMERIC_FIELDS]
     codes = [categorical_column(f, columns[f.name], unknown, counts) for f in CATEGORICAL_FIELDS]
     return _assemble(numeric, codes, counts)
 

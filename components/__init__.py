@@ -1,0 +1,1 @@
+"""KFP components of the churn training pipeline (see components/README.md)."""

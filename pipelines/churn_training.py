@@ -1,0 +1,169 @@
+"""The churn training pipeline (KFP v2).
+
+open MLflow run → ingest + validate → split → train candidates in parallel
+(ParallelFor + Collected) → evaluate + select → register + gate → canary deploy (only
+when the gate promotes), all inside an ExitHandler whose exit task records the final
+state on the MLflow run and removes half-registered versions.
+
+``build(cluster=True)`` is the spec compiled for Kubeflow (MLflow endpoint and
+credentials from the ``churnops-mlflow`` ConfigMap and ``churnops-mlflow-auth`` Secret
+via kfp-kubernetes). ``build(cluster=False)`` is the same DAG for ``kfp.local``, which
+cannot run exit handlers yet: there ``churnops pipeline run --local`` calls the same
+finalize step itself when the run ends.
+"""
+
+
+from typing import List  # noqa: UP035 - KFP resolves typing.List for artifact lists
+
+from kfp import dsl, kubernetes
+from kfp.dsl import Dataset, Input, Model
+
+from components import steps as c
+
+PIPELINE_NAME = "churn-training"
+CONFIG_MAP = "churnops-mlflow"
+SECRET = "churnops-mlflow-auth"
+DEFAULT_CANDIDATES = ["logreg", "random_forest", "xgboost"]
+
+
+def _mlflow_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """MLflow endpoint and (optional) credentials from the cluster, never from parameters."""
+    kubernetes.use_config_map_as_env(task, CONFIG_MAP, {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"})
+    kubernetes.use_secret_as_env(
+        task, SECRET,
+        {"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"},
+        optional=True,
+    )
+    return task
+
+
+def _resources(task: dsl.PipelineTask, cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dsl.PipelineTask:
+    return (task.set_cpu_request(cpu).set_memory_request(memory)
+            .set_cpu_limit(cpu_limit).set_memory_limit(memory_limit))
+
+
+def _registry_step(task: dsl.PipelineTask, cluster: bool) -> dsl.PipelineTask:
+    """Steps that talk to MLflow: never cached, retried with exponential backoff."""
+    task.set_caching_options(False)
+    task.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="300s")
+    return _mlflow_env(task) if cluster else task
+
+
+def _train(train: Input[Dataset], candidates: list, seed: int, search_rows: int) -> dsl.PipelineTask:
+    with dsl.ParallelFor(candidates) as candidate:
+        trained = c.train_candidate(train=train, candidate=candidate, seed=seed, search_rows=search_rows)
+        trained.set_display_name("train candidate").set_caching_options(True)
+        _resources(trained, "1", "2Gi", "2", "6Gi")
+    return trained
+
+
+# The loop sits in a nested pipeline: kfp.local runs loops only after every plain task
+# of a DAG, so the plain tasks downstream of it (evaluate + select) must see it as one
+# plain task. On a cluster the models come back as a list of artifacts; kfp.local cannot
+# pass artifact lists, so there they come back as the JSON each train task returns.
+@dsl.pipeline(name="train-candidates", description="Train every candidate family in parallel.")
+def train_candidates(train: Input[Dataset], candidates: list, seed: int, search_rows: int) -> List[Model]:
+    return dsl.Collected(_train(train, candidates, seed, search_rows).outputs["model"])
+
+
+@dsl.pipeline(name="train-candidates-local", description="Train every candidate family (kfp.local).")
+def train_candidates_local(train: Input[Dataset], candidates: list, seed: int, search_rows: int) -> List[str]:
+    return dsl.Collected(_train(train, candidates, seed, search_rows).outputs["Output"])
+
+
+def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
+    """The pipeline function, for a cluster (exit handler, kfp-kubernetes wiring) or kfp.local."""
+
+    def body(data_uri: str, tracking_uri: str, model_name: str, experiment: str, candidates: list,
+             seed: int, test_size: float, search_rows: int, min_roc_auc: float, min_f1: float,
+             tolerance: float, deploy_target: str, namespace: str, inference_service: str,
+             canary_percent: int, canary_steps: list, canary_interval_seconds: int,
+             prometheus_url: str, local_port: int, run_key: str) -> None:
+        opened = _registry_step(c.open_run(
+            tracking_uri=tracking_uri, experiment=experiment, model_name=model_name, run_key=run_key,
+            job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, data_uri=data_uri, candidates=candidates,
+        ).set_display_name("open MLflow run"), cluster)
+        _resources(opened, "100m", "256Mi", "500m", "512Mi")
+
+        ingested = _registry_step(c.ingest_validate(
+            data_uri=data_uri, tracking_uri=tracking_uri, run_id=opened.output,
+        ).set_display_name("ingest + validate"), cluster)
+        _resources(ingested, "500m", "1Gi", "2", "4Gi")
+
+        parts = c.split_data(dataset=ingested.outputs["dataset"], test_size=test_size, seed=seed)
+        parts.set_display_name("split").set_caching_options(True)
+        _resources(parts, "250m", "1Gi", "1", "4Gi")
+
+        train_all = train_candidates if cluster else train_candidates_local
+        trained = train_all(train=parts.outputs["train"], candidates=candidates, seed=seed,
+                            search_rows=search_rows).set_display_name("train candidates")
+
+        select = c.evaluate_select if cluster else c.evaluate_select_local
+        selected = select(
+            models=trained.output, test=parts.outputs["test"], model_name=model_name,
+            data_uri=data_uri, digest=ingested.outputs["digest"], label_rate=ingested.outputs["label_rate"],
+        ).set_display_name("evaluate + select").set_caching_options(True)
+        _resources(selected, "500m", "1Gi", "2", "4Gi")
+
+        registered = _registry_step(c.register_gate(
+            winner=selected.outputs["winner"], train=parts.outputs["train"], test=parts.outputs["test"],
+            selection=selected.outputs["Output"],
+            tracking_uri=tracking_uri, run_id=opened.output, model_name=model_name, data_uri=data_uri,
+            digest=ingested.outputs["digest"], label_rate=ingested.outputs["label_rate"],
+            min_roc_auc=min_roc_auc, min_f1=min_f1, tolerance=tolerance,
+        ).set_display_name("register + gate"), cluster)
+        _resources(registered, "500m", "1Gi", "2", "4Gi")
+
+        with dsl.If(registered.outputs["promoted"] == True, name="gate-promoted"):  # noqa: E712 - KFP expression
+            deployed = _registry_step(c.deploy_canary(
+                model_name=model_name, version=registered.outputs["version"], tracking_uri=tracking_uri,
+                target=deploy_target, namespace=namespace, inference_service=inference_service,
+                canary_percent=canary_percent, steps_percent=canary_steps,
+                interval_seconds=canary_interval_seconds, prometheus_url=prometheus_url, local_port=local_port,
+            ).set_display_name("canary rollout"), cluster)
+            _resources(deployed, "100m", "256Mi", "500m", "1Gi")
+            if cluster:
+                kubernetes.set_image_pull_policy(deployed, "IfNotPresent")
+
+    def pipeline(
+        data_uri: str,
+        tracking_uri: str = "",
+        model_name: str = "churn",
+        experiment: str = "churn-pipeline",
+        candidates: list = DEFAULT_CANDIDATES,
+        seed: int = 42,
+        test_size: float = 0.2,
+        search_rows: int = 50_000,
+        min_roc_auc: float = 0.75,
+        min_f1: float = 0.5,
+        tolerance: float = 0.005,
+        deploy_target: str = "kserve",
+        namespace: str = "churnops",
+        inference_service: str = "churn",
+        canary_percent: int = 10,
+        canary_steps: list = [10, 25, 50, 100],  # noqa: B006 - a KFP default, never mutated
+        canary_interval_seconds: int = 120,
+        prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090",
+        local_port: int = 0,
+        run_key: str = "",
+    ) -> None:
+        args = {k: v for k, v in locals().items() if k not in ("body", "cluster")}
+        if cluster:
+            final = c.finalize_run(tracking_uri=tracking_uri, run_key=run_key,
+                                   job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, model_name=model_name)
+            final.set_display_name("record final status").set_caching_options(False)
+            _mlflow_env(final)
+            with dsl.ExitHandler(final, name="churn-training"):
+                body(**args)
+        else:
+            body(**args)
+
+    pipeline.__doc__ = (
+        "Train churn models (logistic regression, random forest, XGBoost), log them to MLflow, "
+        "register the winner as challenger, promote it to champion if it passes the gate, "
+        "and roll it out to the KServe InferenceService as a metric-gated canary."
+    )
+    return dsl.pipeline(name=PIPELINE_NAME, description=pipeline.__doc__)(pipeline)
+
+
+churn_training = build(cluster=True)

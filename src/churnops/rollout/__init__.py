@@ -1,0 +1,1 @@
+"""Canary rollout: InferenceService adapter, Prometheus analysis, promotion and rollback."""
