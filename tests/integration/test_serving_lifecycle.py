@@ -1,0 +1,102 @@
+"""Readiness and reload: a broken version never serves; an alias move swaps atomically."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from _serving_support import RELOAD_MODEL, metric_value, sample_records
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _predict_versions(url: str, n: int = 1) -> set[str]:
+    r = requests.post(
+        f"{url}/v1/models/churn:predict", json={"instances": sample_records(n, seed=50)}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    return {p["model_version"] for p in r.json()["predictions"]}
+
+
+def _wait(condition, timeout: float = 40.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def test_fresh_start_on_broken_version_stays_unready(
+    reload_registry, mlflow_server, tmp_path
+) -> None:
+    from churnops.serving.local import start_model_server
+
+    uri = f"models:/{RELOAD_MODEL}/{reload_registry['broken']}"
+    with start_model_server(
+        uri, mlflow_server, log_path=tmp_path / "broken.log", wait_ready=False
+    ) as server:
+        assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+        assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 503
+        assert requests.get(f"{server.url}/v2/models/churn/ready", timeout=5).status_code == 503
+        r = requests.post(
+            f"{server.url}/v1/models/churn:predict",
+            json={"instances": sample_records(1)},
+            timeout=10,
+        )
+        assert r.status_code == 503 and "not ready" in r.json()["error"]
+        text = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert metric_value(text, "churnops_model_ready", model_name="churn") == 0
+        assert metric_value(text, "churnops_requests_total", code="503") == 1
+        assert server.popen.poll() is None  # alive, just not ready
+        assert "cannot load" in server.log_tail(200)
+
+
+def test_reload_keeps_old_version_on_failure_then_swaps(
+    reload_registry, mlflow_server, tmp_path
+) -> None:
+    from mlflow import MlflowClient
+
+    from churnops.serving.local import start_model_server
+
+    client = MlflowClient()
+    good, broken, good2 = (
+        reload_registry["good"],
+        reload_registry["broken"],
+        reload_registry["good2"],
+    )
+    client.set_registered_model_alias(RELOAD_MODEL, "champion", good)
+    with start_model_server(
+        f"models:/{RELOAD_MODEL}@champion",
+        mlflow_server,
+        log_path=tmp_path / "reload.log",
+        reload_interval=0.5,
+    ) as server:
+        assert _predict_versions(server.url) == {good}
+
+        client.set_registered_model_alias(RELOAD_MODEL, "champion", broken)
+
+        def failed() -> bool:
+            text = requests.get(f"{server.url}/metrics", timeout=5).text
+            return metric_value(text, "churnops_model_reloads_total", outcome="failure") >= 1
+
+        assert _wait(failed), server.log_tail()
+        assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200
+        assert _predict_versions(server.url) == {good}
+
+        client.set_registered_model_alias(RELOAD_MODEL, "champion", good2)
+        # requests keep succeeding while the new version loads and swaps in
+        seen: set[str] = set()
+        assert _wait(lambda: seen.update(_predict_versions(server.url, 5)) or good2 in seen), (
+            server.log_tail()
+        )
+        assert seen <= {good, good2}
+        text = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert metric_value(text, "churnops_model_reloads_total", outcome="success") == 1
+        assert metric_value(text, "churnops_model_info", model_version=good2) == 1
+        assert metric_value(text, "churnops_model_info", model_version=good) == 0
+        assert metric_value(text, "churnops_requests_total", code="200", model_version=good) >= 2
+        assert metric_value(text, "churnops_requests_total", code="500") == 0
+
+    assert server.popen.returncode == 0  # SIGTERM: graceful shutdown, clean exit
