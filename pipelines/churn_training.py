@@ -152,7 +152,7 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
             final = c.finalize_run(tracking_uri=tracking_uri, run_key=run_key,
                                    job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, model_name=model_name)
             final.set_display_name("record final status").set_caching_options(False)
-            _mlflow_env(final)
+            _resources(_mlflow_env(final), "100m", "256Mi", "500m", "512Mi")
             with dsl.ExitHandler(final, name="churn-training"):
                 body(**args)
         else:

@@ -70,8 +70,11 @@ def log_candidates(comparison: dict[str, dict[str, Any]]) -> None:
     """One nested MLflow run per candidate under the active run."""
     import mlflow
 
+    # The parent's experiment, explicitly: a pipeline step resumes the parent run by id
+    # and has no active experiment of its own.
+    experiment_id = mlflow.active_run().info.experiment_id  # type: ignore[union-attr]
     for name, entry in comparison.items():
-        with mlflow.start_run(run_name=name, nested=True):
+        with mlflow.start_run(run_name=name, nested=True, experiment_id=experiment_id):
             mlflow.log_params({"candidate": name, **entry["params"]})
             mlflow.log_metrics({k: v for k, v in entry.items() if isinstance(v, int | float)})
 

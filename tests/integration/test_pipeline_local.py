@@ -1,0 +1,84 @@
+"""The whole KFP pipeline under kfp.local against a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from churnops.errors import PipelineFailed
+from churnops.pipeline import run_local
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODEL = "churn-pipeline"
+
+
+def _outputs(pipeline_root: Path, task: str) -> dict:
+    [path] = sorted(pipeline_root.glob(f"churn-training-*/**/{task}/executor_output.json"))[-1:]
+    return {name: spec["artifacts"][0] for name, spec in json.loads(path.read_text())["artifacts"].items()}
+
+
+@pytest.fixture(scope="module")
+def good_run(mlflow_server: str, churn_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    root = tmp_path_factory.mktemp("kfp")
+    result = run_local(data_uri=str(churn_csv), tracking_uri=mlflow_server, model_name=MODEL,
+                       experiment="pipeline-tests", pipeline_root=root)
+    return result, root
+
+
+def test_pipeline_registers_and_promotes_a_champion(good_run, mlflow_server):
+    result, _ = good_run
+    assert result["state"] == "SUCCEEDED"
+    assert result["promoted"] is True
+    assert result["aliases"] == {"challenger": result["version"], "champion": result["version"]}
+    run = MlflowClient(mlflow_server).get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["validation"] == "passed" and run.data.tags["churnops.pipeline_state"] == "SUCCEEDED"
+    children = MlflowClient(mlflow_server).search_runs(
+        [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+    assert sorted(c.data.tags["mlflow.runName"] for c in children) == ["logreg", "random_forest", "xgboost"]
+
+
+def test_kfp_ui_artifacts(good_run):
+    _, root = good_run
+    selected = _outputs(root, "evaluate-select-local")
+    metrics = selected["metrics"]["metadata"]
+    for name in ("logreg", "random_forest", "xgboost"):
+        assert 0.7 < metrics[f"{name}.roc_auc"] <= 1.0
+        assert 0 < metrics[f"{name}.threshold"] < 1
+    classification = selected["classification"]["metadata"]
+    [matrix] = [classification["confusionMatrix"]]
+    assert [c["displayName"] for c in matrix["annotationSpecs"]] == ["stays", "churns"]
+    assert sum(sum(row["row"]) for row in matrix["rows"]) == 800  # the 20% test split of 4,000
+    curve = classification["confidenceMetrics"]
+    assert curve[0]["recall"] == 0 and curve[-1]["recall"] == 1
+    card = Path(selected["model_card"]["uri"]).read_text()
+    assert card.startswith("# Model card") and "| roc_auc |" in card
+    report = Path(_outputs(root, "ingest-validate")["report"]["uri"]).read_text()
+    assert "# Data validation: PASSED" in report
+    trained = sorted(root.glob("churn-training-*/train-candidates-local/*/train-candidate/executor_output.json"))
+    assert len(trained) == 3
+
+
+def test_broken_data_fails_at_validation_and_registers_nothing(good_run, mlflow_server, churn_csv, tmp_path):
+    result, _ = good_run
+    broken = pd.read_csv(churn_csv, dtype=str, keep_default_na=False)
+    broken.loc[3, "MonthlyCharges"] = "lots"
+    path = tmp_path / "broken.csv"
+    broken.to_csv(path, index=False)
+    client = MlflowClient(mlflow_server)
+    before = len(client.search_model_versions(f"name='{MODEL}'"))
+    with pytest.raises(PipelineFailed, match="ingest-validate") as failure:
+        run_local(data_uri=str(path), tracking_uri=mlflow_server, model_name=MODEL, experiment="pipeline-tests",
+                  pipeline_root=tmp_path / "kfp")
+    failed = failure.value.result
+    assert failed["state"] == "FAILED" and failed["aliases"] == result["aliases"]
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == before
+    run = client.get_run(failed["run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["validation"] == "failed"
+    report = client.download_artifacts(run.info.run_id, "validation/report.md", str(tmp_path))
+    assert "column 'MonthlyCharges'" in Path(report).read_text() and "row 3" in Path(report).read_text()

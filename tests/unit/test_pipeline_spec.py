@@ -1,0 +1,96 @@
+"""The compiled pipeline spec: current, loadable by kfp, and wired as designed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp import components
+
+from churnops.pipeline import COMPILED, HEADER, compile_spec, repo_root
+
+MLFLOW_STEPS = ("open-run", "ingest-validate", "register-gate", "deploy-canary")
+
+
+@pytest.fixture(scope="module")
+def committed() -> Path:
+    return repo_root() / COMPILED
+
+
+@pytest.fixture(scope="module")
+def docs(committed: Path) -> tuple[dict, dict]:
+    spec, platform = yaml.safe_load_all(committed.read_text())
+    return spec, platform
+
+
+def test_compiled_spec_is_current(committed, tmp_path):
+    fresh = compile_spec(tmp_path / "spec.yaml")
+    assert committed.read_text().startswith(HEADER)
+    assert fresh.read_text() == committed.read_text(), "stale: run `make pipelines` and commit"
+
+
+def test_kfp_loads_the_spec(committed):
+    pipeline = components.load_component_from_file(str(committed))
+    assert pipeline.name == "churn-training"
+    assert {"data_uri", "tracking_uri", "model_name", "candidates", "min_roc_auc", "canary_steps"} <= set(
+        pipeline.component_spec.inputs
+    )
+
+
+def _dag(spec: dict, component: str) -> dict:
+    return spec["components"][component]["dag"]["tasks"]
+
+
+def test_dag_has_the_steps_the_exit_handler_and_the_gate(docs):
+    spec, _ = docs
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "finalize-run"}
+    assert root["finalize-run"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert "status" in root["finalize-run"]["inputs"]["parameters"]
+    inner = _dag(spec, root["exit-handler-1"]["componentRef"]["name"])
+    steps = {"open-run", "ingest-validate", "split-data", "train-candidates", "evaluate-select", "register-gate"}
+    assert steps <= set(inner)
+    [condition] = [t for t in inner.values() if "triggerPolicy" in t]
+    assert "register-gate-promoted" in condition["triggerPolicy"]["condition"]
+    deploy = _dag(spec, condition["componentRef"]["name"])
+    assert set(deploy) == {"deploy-canary"}
+
+
+def test_candidates_train_in_parallel_and_are_collected(docs):
+    spec, _ = docs
+    loop = _dag(spec, "comp-train-candidates")
+    [(name, task)] = loop.items()
+    assert task["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--candidates"
+    outputs = spec["components"]["comp-train-candidates"]["dag"]["outputs"]["artifacts"]
+    assert outputs["Output"]["artifactSelectors"][0]["producerSubtask"] == name
+    assert spec["components"]["comp-evaluate-select"]["inputDefinitions"]["artifacts"]["models"]["isArtifactList"]
+
+
+def test_retries_caching_and_resources(docs):
+    spec, _ = docs
+    tasks = {}
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    for step in MLFLOW_STEPS:
+        assert tasks[step]["retryPolicy"]["maxRetryCount"] == 3, step
+        assert tasks[step]["cachingOptions"] == {}, f"{step} must not be cached"
+    for step in ("split-data", "train-candidate", "evaluate-select"):
+        assert tasks[step]["cachingOptions"] == {"enableCache": True}, step
+    executors = spec["deploymentSpec"]["executors"]
+    for name, executor in executors.items():
+        resources = executor["container"]["resources"]
+        assert resources["cpuRequest"] > 0 and resources["memoryRequest"] > 0, name
+        assert executor["container"]["image"].startswith("churnops/components:"), name
+
+
+def test_mlflow_endpoint_and_credentials_come_from_the_cluster(docs):
+    _, platform = docs
+    configs = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in (*MLFLOW_STEPS, "finalize-run"):
+        config = configs[f"exec-{step}"]
+        [cm] = config["configMapAsEnv"]
+        assert cm["configMapName"] == "churnops-mlflow"
+        assert cm["keyToEnv"] == [{"configMapKey": "MLFLOW_TRACKING_URI", "envVar": "MLFLOW_TRACKING_URI"}]
+        [secret] = config["secretAsEnv"]
+        assert secret["secretName"] == "churnops-mlflow-auth" and secret["optional"] is True
