@@ -1,0 +1,330 @@
+"""Model-server benchmark: churnops serve vs `mlflow models serve`, same registered model.
+
+One run on this machine: an MLflow server, one training run (the champion), then each
+model server as its own process (one worker) and `wrk` (one thread) from a separate
+process on loopback. Scenarios: single-record requests at concurrency 1 and 8, and
+1000-record batches; plus the sklearn pipeline's own ``predict_proba`` on 1000 rows
+in-process as the batch baseline. Results: benchmarks/results/serve.json and a table.
+
+    python benchmarks/bench_serve.py [--duration 10] [--candidates logreg,xgboost]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "serve.json"
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open("{body}", "rb"))
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "mean_us": %.1f, '
+    .. '"non2xx": %d, "socket_errors": %d}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.mean, e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def records(n: int, seed: int) -> list[dict]:
+    from churnops.data.generate import GeneratorConfig, generate
+
+    frame = generate(GeneratorConfig(rows=n, seed=seed)).drop(columns=["Churn"])
+    out = frame.to_dict(orient="records")
+    for r in out:
+        for k, v in r.items():
+            if isinstance(v, float) and math.isnan(v):
+                r[k] = None
+            elif hasattr(v, "item"):
+                r[k] = v.item()
+    return out
+
+
+def mlflow_body(recs: list[dict]) -> dict:
+    """`mlflow models serve` wants doubles where the signature says double."""
+    from churnops.data import contract
+
+    rows = [
+        {
+            k: (float(v) if k in contract.NUMERIC and v is not None else v)
+            for k, v in r.items()
+            if k in contract.FEATURE_NAMES
+        }
+        for r in recs
+    ]
+    return {"dataframe_records": rows}
+
+
+def wrk(url: str, body: Path, *, connections: int, duration: int, workdir: Path) -> dict:
+    script = workdir / f"{body.stem}.lua"
+    script.write_text(LUA.format(body=body))
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    match = re.search(r"RESULT (\{.*\})", out.stdout)
+    if not match:
+        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+    r = json.loads(match.group(1))
+    seconds = r["duration_us"] / 1e6
+    return {
+        "connections": connections,
+        "requests": r["requests"],
+        "non2xx": r["non2xx"],
+        "socket_errors": r["socket_errors"],
+        "req_per_s": round(r["requests"] / seconds, 1),
+        "p50_ms": round(r["p50_us"] / 1000, 3),
+        "p99_ms": round(r["p99_us"] / 1000, 3),
+    }
+
+
+def sklearn_baseline(model_uri: str, recs: list[dict], *, repeats: int = 20) -> dict:
+    import mlflow.sklearn
+    import pandas as pd
+
+    from churnops.model.features import model_input
+
+    model = mlflow.sklearn.load_model(model_uri)
+    frame = model_input(pd.DataFrame(recs))
+    model.predict_proba(frame)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_proba(frame)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    median = times[len(times) // 2]
+    return {
+        "rows": len(recs),
+        "median_ms": round(median * 1000, 3),
+        "rows_per_s": round(len(recs) / median, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--candidates", default="logreg,xgboost")
+    parser.add_argument("--rows", type=int, default=7043, help="training rows")
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        log("wrk not found: `make system-deps` installs it")
+        return 2
+
+    from churnops import localstack, tracking
+    from churnops.data.generate import GeneratorConfig, write
+    from churnops.model.train import TrainConfig
+    from churnops.serving.local import start_model_server
+    from churnops.workflow import run_training
+
+    work = Path(tempfile.mkdtemp(prefix="churnops-bench-serve-"))
+    procs: list = []
+    try:
+        mlflow_proc = localstack.start_mlflow(
+            backend_uri=f"sqlite:///{work / 'mlflow.db'}",
+            artifacts_dir=work / "artifacts",
+            log_path=work / "mlflow.log",
+        )
+        procs.append(mlflow_proc)
+        data = write(
+            GeneratorConfig(rows=args.rows, seed=1), work / "churn.csv", show_progress=False
+        )
+        log(f"bench: training ({args.candidates}) on {args.rows} rows")
+        summary = run_training(
+            str(data),
+            tracking_uri=mlflow_proc.url,
+            model_name="churn",
+            experiment="bench",
+            train_config=TrainConfig(candidates=tuple(args.candidates.split(","))),
+        )
+        version = summary["version"]
+        model_uri = f"models:/churn/{version}"
+        tracking.connect(mlflow_proc.url)
+
+        single = records(1, seed=2)
+        batch = records(args.batch, seed=3)
+        bodies = {}
+        for name, payload in (
+            ("churnops_single", {"instances": single}),
+            ("churnops_batch", {"instances": batch}),
+            ("mlflow_single", mlflow_body(single)),
+            ("mlflow_batch", mlflow_body(batch)),
+        ):
+            bodies[name] = work / f"{name}.json"
+            bodies[name].write_text(json.dumps(payload))
+
+        log("bench: sklearn predict_proba baseline")
+        baseline = sklearn_baseline(model_uri, batch)
+
+        results: dict = {}
+        servers = {
+            "churnops": lambda: start_model_server(
+                "models:/churn@champion", mlflow_proc.url, log_path=work / "churnops.log"
+            ),
+            "mlflow": lambda: localstack.start(
+                "mlflow-models-serve",
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "models",
+                    "serve",
+                    "-m",
+                    model_uri,
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port := localstack.free_port()),
+                    "-w",
+                    "1",
+                ],
+                url=f"http://127.0.0.1:{port}",
+                health="/ping",
+                log_path=work / "mlflow-serve.log",
+                timeout=180,
+                env={
+                    "MLFLOW_TRACKING_URI": mlflow_proc.url,
+                    # it execs `uvicorn`: the venv's bin must be on PATH
+                    "PATH": os.pathsep.join(
+                        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+                    ),
+                },
+            ),
+        }
+        paths = {"churnops": "/v1/models/churn:predict", "mlflow": "/invocations"}
+        for server_name, start in servers.items():
+            log(f"bench: starting {server_name}")
+            proc = start()
+            procs.append(proc)
+            url = proc.url + paths[server_name]
+            # warm-up, then the measured runs
+            wrk(url, bodies[f"{server_name}_single"], connections=1, duration=2, workdir=work)
+            results[server_name] = {}
+            for label, body, conns in (
+                ("single_c1", "single", 1),
+                ("single_c8", "single", 8),
+                ("batch_c1", "batch", 1),
+            ):
+                log(f"bench: {server_name} {label}")
+                r = wrk(
+                    url,
+                    bodies[f"{server_name}_{body}"],
+                    connections=conns,
+                    duration=args.duration,
+                    workdir=work,
+                )
+                rows = 1 if body == "single" else args.batch
+                r["rows_per_s"] = round(r["req_per_s"] * rows, 1)
+                results[server_name][label] = r
+            proc.stop()
+            procs.remove(proc)
+
+        c, m = results["churnops"], results["mlflow"]
+        ratios = {
+            "single_c1_throughput_vs_mlflow": round(
+                c["single_c1"]["req_per_s"] / m["single_c1"]["req_per_s"], 1
+            ),
+            "single_c8_throughput_vs_mlflow": round(
+                c["single_c8"]["req_per_s"] / m["single_c8"]["req_per_s"], 1
+            ),
+            "batch_rows_vs_mlflow": round(
+                c["batch_c1"]["rows_per_s"] / m["batch_c1"]["rows_per_s"], 1
+            ),
+            "batch_rows_vs_sklearn_predict_proba": round(
+                c["batch_c1"]["rows_per_s"] / baseline["rows_per_s"], 2
+            ),
+        }
+        targets = {
+            "single_c1_p50_under_2ms": c["single_c1"]["p50_ms"] < 2.0,
+            "single_throughput_15x_mlflow": ratios["single_c1_throughput_vs_mlflow"] >= 15,
+            "batch_rows_5x_sklearn": ratios["batch_rows_vs_sklearn_predict_proba"] >= 5,
+        }
+        out = {
+            "benchmark": "serve",
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": {
+                "nproc": os.cpu_count(),
+                "platform": platform.platform(),
+                "loadavg_at_end": os.getloadavg(),
+            },
+            "model": {"uri": model_uri, "candidate": summary["candidate"], "version": version},
+            "setup": {
+                "duration_s": args.duration,
+                "batch_rows": args.batch,
+                "wrk_threads": 1,
+                "server_workers": 1,
+            },
+            "sklearn_predict_proba": baseline,
+            "results": results,
+            "ratios": ratios,
+            "targets": targets,
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+        print_table(out)
+        print(json.dumps({"results": str(RESULTS), "ratios": ratios, "targets": targets}))
+        return 0
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(out: dict) -> None:
+    lines = [
+        f"model: {out['model']['candidate']} v{out['model']['version']}, wrk -t1, "
+        f"one server worker, {out['machine']['nproc']} cores",
+        f"{'server':10} {'scenario':10} {'conns':>5} {'req/s':>10} {'rows/s':>11} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'non2xx':>6}",
+    ]
+    for server, scenarios in out["results"].items():
+        for label, r in scenarios.items():
+            lines.append(
+                f"{server:10} {label:10} {r['connections']:>5} {r['req_per_s']:>10.1f} "
+                f"{r['rows_per_s']:>11.1f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['non2xx']:>6}"
+            )
+    b = out["sklearn_predict_proba"]
+    lines.append(
+        f"sklearn predict_proba, {b['rows']} rows in-process: {b['median_ms']} ms, "
+        f"{b['rows_per_s']} rows/s"
+    )
+    lines += [f"{k}: {v}" for k, v in out["ratios"].items()]
+    lines += [f"target {k}: {'met' if v else 'NOT met'}" for k, v in out["targets"].items()]
+    print("\n".join(lines), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
