@@ -12,8 +12,8 @@ export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 # Fragments in mk/ add their own targets; they append prerequisites of `make test` here.
 TEST_DEPS := setup
 
-.PHONY: help setup system-deps lint format test test-unit test-integration demo bench bench-train \
-        pipelines clean lock
+.PHONY: help setup system-deps lint format test test-unit demo bench bench-train bench-pipeline \
+        bench-rollout pipelines clean lock
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort | \
@@ -62,10 +62,19 @@ test-unit: setup ## fast in-process tests only
 demo: setup ## the whole flow on this machine, embedded defaults, no cluster
 	$(CHURNOPS) demo
 
-bench: bench-train ## all benchmarks (figures land in benchmarks/results/)
+pipelines: setup ## compile the KFP pipeline to pipelines/compiled/churn_training.yaml
+	$(CHURNOPS) pipeline compile
+
+bench: bench-train bench-pipeline bench-rollout ## all benchmarks (figures land in benchmarks/results/)
 
 bench-train: setup ## churnops train on 1M rows; XGBoost fit vs plain xgboost.train; ingest throughput
 	$(PY) benchmarks/bench_train.py
+
+bench-pipeline: setup ## kfp.local pipeline vs churnops train on 7k and 200k rows: orchestration overhead
+	$(PY) benchmarks/bench_pipeline.py
+
+bench-rollout: setup ## canary time-to-rollback / time-to-promotion and decision accuracy (real Prometheus)
+	$(PY) benchmarks/bench_rollout.py
 
 clean: ## remove local state (.churnops/), keep .venv and .tools
 	rm -rf .churnops .pytest_cache

@@ -95,3 +95,38 @@ def start_mlflow(*, backend_uri: str, artifacts_dir: Path, log_path: Path, port:
         "--workers", "1",
     ]
     return start("mlflow", argv, url=f"http://{host}:{port}", health="/health", log_path=log_path, timeout=120)
+
+
+def start_prometheus(*, targets: dict[str, list[str]], workdir: Path, rule_files: list[Path] | None = None,
+                     scrape_interval: str = "15s", port: int | None = None,
+                     binary: str = "prometheus") -> Process:
+    """A real Prometheus scraping ``targets`` (job name → ["host:port", ...]).
+
+    Job names follow the cluster's PodMonitor (``<namespace>/<name>-predictor``) closely
+    enough for the rules' ``up{job=~".*churn.*-predictor"}`` matchers.
+    """
+    import shutil
+
+    import yaml
+
+    exe = shutil.which(binary)
+    if exe is None:
+        raise FileNotFoundError(f"{binary} not found; `make setup` installs the Debian package prometheus")
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [str(p) for p in rule_files or []],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": hosts}], "scrape_interval": scrape_interval}
+            for job, hosts in targets.items()
+        ],
+    }
+    config_path = workdir / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    argv = [exe, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle", "--log.level=warn"]
+    proc = start("prometheus", argv, url=f"http://127.0.0.1:{port}", health="/-/ready",
+                 log_path=workdir / "prometheus.log", timeout=60)
+    proc.extra["config_path"] = config_path
+    return proc
