@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from churnops.monitoring.drift import psi
@@ -44,9 +45,15 @@ class AnalysisConfig:
         max_error_ratio_increase: Allowed 5xx ratio above stable.
         max_latency_ratio: Allowed canary p99 / stable p99 ...
         latency_slack_seconds: ... plus this absolute slack (sub-ms noise is not a regression).
-        max_prediction_psi: Allowed PSI between canary and stable churn-probability histograms.
+        max_prediction_shift: Allowed Kolmogorov–Smirnov distance between canary and stable
+            churn-probability distributions (from their Prometheus histograms). A larger
+            distance fails only when it is also significant at ``shift_alpha`` for the
+            request counts at hand, so a 25-request canary is not failed on noise.
+        shift_alpha: Significance level of that two-sample test.
         deadline_seconds: Undecided (no traffic, no Prometheus) for this long → roll back.
         selector: Extra PromQL label matchers, e.g. ``namespace="churnops"``.
+        served_model: The model name the server serves under (``model_name`` label of the
+            server's metrics), whatever the registered model is called.
     """
 
     steps: tuple[int, ...] = (10, 25, 50, 100)
@@ -56,9 +63,11 @@ class AnalysisConfig:
     max_error_ratio_increase: float = 0.01
     max_latency_ratio: float = 1.5
     latency_slack_seconds: float = 0.005
-    max_prediction_psi: float = 0.25
+    max_prediction_shift: float = 0.2
+    shift_alpha: float = 0.001
     deadline_seconds: float = 900.0
     selector: str = ""
+    served_model: str = "churn"
 
     @property
     def window(self) -> str:
@@ -127,19 +136,33 @@ def _matchers(model_name: str, version: str, selector: str) -> str:
     return f'model_name="{model_name}",model_version="{version}"{extra}'
 
 
-def measure(prom: Prometheus, model_name: str, version: str, config: AnalysisConfig) -> dict[str, Any]:
-    """Requests, error ratio, p99 latency and churn-probability histogram of one version."""
-    m, w = _matchers(model_name, version, config.selector), config.window
+def measure(prom: Prometheus, version: str, config: AnalysisConfig, *, since_seconds: float) -> dict[str, Any]:
+    """Requests, error ratio and p99 latency of one version over the last interval, and its
+    churn-probability histogram since the canary started (``since_seconds`` ago): the
+    distribution test needs every sample it can get, and per-bucket ``increase()`` over a
+    few scrapes extrapolates each bucket differently."""
+    m, w = _matchers(config.served_model, version, config.selector), config.window
+    since = f"{max(int(since_seconds), int(w[:-1]))}s"
     requests = prom.scalar(f"sum(increase(churnops_requests_total{{{m}}}[{w}]))") or 0.0
     errors = prom.scalar(f'sum(increase(churnops_requests_total{{{m},code=~"5.."}}[{w}]))') or 0.0
     p99 = prom.scalar(
         f"histogram_quantile(0.99, sum by (le) (rate(churnops_request_duration_seconds_bucket{{{m}}}[{w}])))"
     )
-    buckets = prom.query(f"sum by (le) (increase(churnops_churn_probability_bucket{{{m}}}[{w}]))")
-    cumulative = sorted((float(b["metric"]["le"]), float(b["value"][1])) for b in buckets)
-    counts = [c - p for (_, c), (_, p) in zip(cumulative, [(0.0, 0.0), *cumulative[:-1]], strict=True)]
+    buckets = prom.query(f"sum by (le) (increase(churnops_churn_probability_bucket{{{m}}}[{since}]))")
+    cumulative = [count for _, count in sorted((float(b["metric"]["le"]), float(b["value"][1])) for b in buckets)]
+    counts = [float(c) for c in np.diff([0.0, *cumulative])]  # Prometheus buckets are cumulative
     return {"requests": requests, "errors": errors, "error_ratio": errors / requests if requests else 0.0,
             "p99_seconds": p99, "histogram": counts}
+
+
+def distribution_shift(stable: list[float], canary: list[float], alpha: float) -> tuple[float, float]:
+    """Two-sample Kolmogorov–Smirnov distance of two binned distributions, and its critical
+    value at ``alpha`` for the sample sizes (binning makes the test conservative)."""
+    a, b = np.asarray(stable, dtype=float), np.asarray(canary, dtype=float)
+    n, m = a.sum(), b.sum()
+    distance = float(np.max(np.abs(np.cumsum(a) / n - np.cumsum(b) / m)))
+    critical = float(np.sqrt(-np.log(alpha / 2) / 2) * np.sqrt((n + m) / (n * m)))
+    return distance, critical
 
 
 def judge(canary: dict[str, Any], stable: dict[str, Any] | None, config: AnalysisConfig) -> tuple[str, str, dict]:
@@ -161,10 +184,14 @@ def judge(canary: dict[str, Any], stable: dict[str, Any] | None, config: Analysi
             if cp99 > limit:
                 return "fail", f"canary p99 {cp99 * 1000:.1f} ms above limit {limit * 1000:.1f} ms", numbers
         if sum(stable["histogram"]) and sum(canary["histogram"]):
-            distance = psi(stable["histogram"], canary["histogram"])
-            numbers["prediction_psi"] = distance
-            if distance > config.max_prediction_psi:
-                return "fail", f"churn-probability PSI {distance:.3f} > {config.max_prediction_psi}", numbers
+            distance, critical = distribution_shift(stable["histogram"], canary["histogram"], config.shift_alpha)
+            numbers.update(prediction_ks=distance, prediction_ks_critical=critical,
+                           prediction_psi=psi(stable["histogram"], canary["histogram"]),
+                           stable_histogram=[round(c, 1) for c in stable["histogram"]],
+                           canary_histogram=[round(c, 1) for c in canary["histogram"]])
+            if distance > max(config.max_prediction_shift, critical):
+                return "fail", (f"churn-probability distribution shift: KS distance {distance:.3f} > "
+                                f"{max(config.max_prediction_shift, critical):.3f}"), numbers
     return "pass", "canary within limits", numbers
 
 
@@ -217,8 +244,9 @@ def run(
         ROLLOUT_STEP.labels(model_name, canary_version).set(percent)
         sleep(config.interval_seconds)
         try:
-            canary = measure(prom, model_name, canary_version, config)
-            stable = measure(prom, model_name, stable_version, config) if stable_version else None
+            since = clock() - start
+            canary = measure(prom, canary_version, config, since_seconds=since)
+            stable = measure(prom, stable_version, config, since_seconds=since) if stable_version else None
             verdict, reason, numbers = judge(canary, stable, config)
         except PrometheusUnavailable as err:
             verdict, reason, numbers = "inconclusive", f"Prometheus unavailable: {err}", {}

@@ -16,10 +16,14 @@ has not loaded and passed its self-check answers 503 there and on inference rout
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import random
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,6 +35,38 @@ from churnops.serving.model import ChurnModel, ServeConfig, temp_home
 logger = logging.getLogger("churnops.serving")
 
 _BINARY_HEADER = "inference-header-content-length"
+
+
+class InjectedFault(RuntimeError):
+    """A failure injected by the chaos settings (answers 500, like a real defect)."""
+
+
+@dataclass(frozen=True)
+class Chaos:
+    """Fault injection for rehearsing canary rollbacks (off unless set).
+
+    ``CHURNOPS_CHAOS_ERROR_RATIO`` (0..1) answers that share of inference requests with a
+    500; ``CHURNOPS_CHAOS_LATENCY_SECONDS`` adds that delay to every inference request.
+    The rollout tests and ``make bench-rollout`` use them to play an erroring or a slow
+    canary; never set them in production.
+    """
+
+    error_ratio: float = 0.0
+    latency_seconds: float = 0.0
+
+    @classmethod
+    def from_env(cls) -> Chaos:
+        chaos = cls(float(os.environ.get("CHURNOPS_CHAOS_ERROR_RATIO", "0") or 0),
+                    float(os.environ.get("CHURNOPS_CHAOS_LATENCY_SECONDS", "0") or 0))
+        if chaos.error_ratio or chaos.latency_seconds:
+            logger.warning("chaos enabled: %s", chaos)
+        return chaos
+
+    async def apply(self) -> None:
+        if self.latency_seconds:
+            await asyncio.sleep(self.latency_seconds)
+        if self.error_ratio and random.random() < self.error_ratio:  # noqa: S311 - not crypto
+            raise InjectedFault("injected fault (CHURNOPS_CHAOS_ERROR_RATIO)")
 
 
 def _import_kserve() -> Any:
@@ -147,10 +183,11 @@ def _binary_v2_request(body: bytes, json_length: str, model_name: str) -> Any:
 class InferenceRoutes:
     """The V1 and V2 inference endpoints (see module docstring)."""
 
-    def __init__(self, dataplane: Any, model: ChurnModel):
+    def __init__(self, dataplane: Any, model: ChurnModel, chaos: Chaos | None = None):
         self.dataplane = dataplane
         self.model = model
         self.name = model.name
+        self.chaos = chaos or Chaos()
 
     async def _ready(self, model_name: str) -> None:
         from kserve.errors import ModelNotReady
@@ -185,6 +222,7 @@ class InferenceRoutes:
         try:
             model_name = request.path_params["model_name"]
             await self._ready(model_name)
+            await self.chaos.apply()
             headers = dict(request.headers)
             check_content_type(headers.get("content-type"))
             payload = loads(await request.body())
@@ -205,6 +243,7 @@ class InferenceRoutes:
         try:
             model_name = request.path_params["model_name"]
             await self._ready(model_name)
+            await self.chaos.apply()
             headers = dict(request.headers)
             body = await request.body()
             if _BINARY_HEADER in headers:  # the binary tensor extension (tritonclient)
@@ -295,7 +334,7 @@ def serve(
     model.load()  # the server starts either way; unready until a version passes its self-check
     server.dataplane = _dataplane_class()(model_registry=server.registered_models)
     server.register_model(model)
-    InferenceRoutes(server.dataplane, model).install(model_server.app)
+    InferenceRoutes(server.dataplane, model, Chaos.from_env()).install(model_server.app)
     model.start_polling()
     try:
         server.start([])  # the model is registered already; KServe would refuse an unready one

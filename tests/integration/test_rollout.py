@@ -1,0 +1,168 @@
+"""Canary rollout against a real Prometheus scraping two real model servers.
+
+Stable and canary are real ``churnops serve`` processes on different model versions;
+the test sends traffic split by the canary's current weight. Only the InferenceService
+is faked (``LocalTarget``): the Kubernetes API is the one thing that cannot run here.
+Chaos knobs of the model server make a canary fail or slow down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from churnops import localstack, registry, tracking
+from churnops.data.generate import GeneratorConfig, generate, write
+from churnops.model.train import TrainConfig
+from churnops.rollout.analysis import AnalysisConfig
+from churnops.rollout.deploy import canary
+from churnops.rollout.local import LocalTarget, Traffic, sample_records
+from churnops.serving.local import start_model_server
+from churnops.workflow import run_training
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODEL = "churn-rollout"
+REPO = Path(__file__).resolve().parents[2]
+FAST = AnalysisConfig(steps=(25, 50, 100), interval_seconds=4, min_requests=15, deadline_seconds=12,
+                      max_latency_ratio=1.5, latency_slack_seconds=0.01)
+
+
+@pytest.fixture(scope="module")
+def versions(mlflow_server: str, data_dir: Path) -> dict[str, str]:
+    """v1 stable, v2 a healthy retrain, v3 trained where churn looks far more common."""
+    config = TrainConfig(candidates=("logreg",), search_folds=2, threshold_folds=3)
+    out = {}
+    for key, seed in (("stable", 31), ("healthy", 32)):
+        path = write(GeneratorConfig(rows=3000, seed=seed), data_dir / f"rollout-{key}.csv", show_progress=False)
+        out[key] = run_training(str(path), tracking_uri=mlflow_server, model_name=MODEL,
+                                experiment="rollout-tests", train_config=config)["version"]
+    shifted = generate(GeneratorConfig(rows=3000, seed=33))
+    flip = (shifted["Churn"] == "No") & (np.random.default_rng(1).random(len(shifted)) < 0.7)
+    shifted.loc[flip, "Churn"] = "Yes"
+    shifted_path = data_dir / "rollout-shifted.csv"
+    shifted.to_csv(shifted_path, index=False)
+    out["shifted"] = run_training(str(shifted_path), tracking_uri=mlflow_server, model_name=MODEL,
+                                  experiment="rollout-tests", train_config=config,
+                                  gate_config=registry.GateConfig(min_roc_auc=0.0, min_f1=0.0, tolerance=1.0))["version"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def ports() -> dict[str, int]:
+    return {"stable": localstack.free_port(), "canary": localstack.free_port()}
+
+
+@pytest.fixture(scope="module")
+def prometheus(ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory):
+    targets = {"churnops/churn-predictor": [f"127.0.0.1:{p}" for p in ports.values()]}
+    with localstack.start_prometheus(targets=targets, workdir=tmp_path_factory.mktemp("prometheus"),
+                                     rule_files=sorted(REPO.glob("monitoring/prometheus/*.rules.yaml")),
+                                     scrape_interval="1s") as prom:
+        yield prom.url
+
+
+@pytest.fixture(scope="module")
+def stable(versions, mlflow_server, ports, tmp_path_factory):
+    with start_model_server(f"models:/{MODEL}/{versions['stable']}", mlflow_server, port=ports["stable"],
+                            log_path=tmp_path_factory.mktemp("logs") / "stable.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    return sample_records()
+
+
+def _reset_aliases(mlflow_server: str, versions: dict[str, str]) -> None:
+    client = MlflowClient(mlflow_server)
+    client.set_registered_model_alias(MODEL, "champion", versions["stable"])
+    for alias in ("previous-champion",):
+        try:
+            client.delete_registered_model_alias(MODEL, alias)
+        except Exception:
+            pass
+
+
+def rollout(scenario: str, *, version: str, versions, mlflow_server, prometheus, stable, ports, records,
+            tmp_path: Path, chaos: dict[str, str] | None = None, traffic: bool = True,
+            prometheus_url: str | None = None) -> tuple[dict, LocalTarget]:
+    tracking.connect(mlflow_server)
+    _reset_aliases(mlflow_server, versions)
+    target = LocalTarget(f"models:/{MODEL}/{versions['stable']}", stable.url, f"http://127.0.0.1:{ports['canary']}")
+    with start_model_server(f"models:/{MODEL}/{version}", mlflow_server, port=ports["canary"],
+                            log_path=tmp_path / f"canary-{scenario}.log", env=chaos or {}):
+        if traffic:
+            with Traffic(target, records):
+                result = canary(target, model_name=MODEL, version=version, prometheus_url=prometheus_url or prometheus,
+                                config=FAST)
+        else:
+            result = canary(target, model_name=MODEL, version=version, prometheus_url=prometheus_url or prometheus,
+                            config=FAST)
+    return result, target
+
+
+@pytest.fixture
+def scenario(versions, mlflow_server, prometheus, stable, ports, records, tmp_path):
+    def run(name: str, version_key: str, **kwargs):
+        return rollout(name, version=versions[version_key], versions=versions, mlflow_server=mlflow_server,
+                       prometheus=prometheus, stable=stable, ports=ports, records=records, tmp_path=tmp_path,
+                       **kwargs)
+    return run
+
+
+def _aliases(mlflow_server: str) -> dict[str, str]:
+    return {k: str(v) for k, v in MlflowClient(mlflow_server).get_registered_model(MODEL).aliases.items()}
+
+
+def test_healthy_canary_is_promoted_and_aliases_move(scenario, versions, mlflow_server):
+    result, target = scenario("healthy", "healthy")
+    assert result["outcome"] == "promoted", result["decisions"]
+    assert [d["decision"] for d in result["decisions"]][-1] == "promote"
+    assert target.calls[0].startswith("start") and target.calls[-1] == "promote"
+    assert "percent 50" in target.calls and "percent 100" in target.calls
+    aliases = _aliases(mlflow_server)
+    assert aliases["champion"] == versions["healthy"] and aliases["previous-champion"] == versions["stable"]
+    final = result["decisions"][-1]["numbers"]
+    assert final["canary_requests"] >= FAST.min_requests and "prediction_ks" in final
+
+
+def test_erroring_canary_is_rolled_back(scenario, versions, mlflow_server):
+    result, target = scenario("erroring", "healthy", chaos={"CHURNOPS_CHAOS_ERROR_RATIO": "0.5"})
+    assert result["outcome"] == "rolled_back"
+    assert "error ratio" in result["decisions"][-1]["reason"]
+    assert target.calls[-1] == "rollback" and target.canary_uri is None
+    assert _aliases(mlflow_server)["champion"] == versions["stable"]
+    tags = MlflowClient(mlflow_server).get_model_version(MODEL, versions["healthy"]).tags
+    assert tags["rollout"] == "rolled_back" and "error ratio" in tags["rollout_reason"]
+
+
+def test_slow_canary_is_rolled_back(scenario):
+    result, _ = scenario("slow", "healthy", chaos={"CHURNOPS_CHAOS_LATENCY_SECONDS": "0.08"})
+    assert result["outcome"] == "rolled_back"
+    assert "p99" in result["decisions"][-1]["reason"]
+
+
+def test_canary_with_shifted_predictions_is_rolled_back(scenario):
+    result, _ = scenario("shifted", "shifted")
+    assert result["outcome"] == "rolled_back"
+    assert "distribution shift" in result["decisions"][-1]["reason"]
+
+
+def test_no_traffic_is_inconclusive_and_never_promotes(scenario, versions, mlflow_server):
+    result, _ = scenario("idle", "healthy", traffic=False)
+    decisions = [d["decision"] for d in result["decisions"]]
+    assert result["outcome"] == "rolled_back" and "promote" not in decisions and "hold" in decisions
+    assert "no verdict" in result["decisions"][-1]["reason"]
+    assert _aliases(mlflow_server)["champion"] == versions["stable"]
+
+
+def test_prometheus_down_never_promotes(scenario, versions, mlflow_server):
+    result, _ = scenario("blind", "healthy", prometheus_url=f"http://127.0.0.1:{localstack.free_port()}")
+    assert result["outcome"] == "rolled_back"
+    assert all(d["decision"] in ("hold", "rollback") for d in result["decisions"])
+    assert "Prometheus unavailable" in result["decisions"][0]["reason"]
+    assert _aliases(mlflow_server)["champion"] == versions["stable"]
