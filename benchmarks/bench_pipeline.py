@@ -38,13 +38,17 @@ class TaskClock(logging.Handler):
         message = re.sub(r"\x1b\[\d+m", "", record.getMessage())
         if match := re.match(r"Executing task '([\w-]+)'", message):
             self.started[match.group(1)] = record.created
-        elif (match := re.match(r"Task '([\w-]+)' finished", message)) and match.group(1) in self.started:
+        elif (match := re.match(r"Task '([\w-]+)' finished", message)) and match.group(
+            1
+        ) in self.started:
             self.seconds[match.group(1)] += record.created - self.started.pop(match.group(1))
 
 
 def import_cost() -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import kfp, churnops.steps, mlflow, sklearn, xgboost"], check=True)
+    subprocess.run(
+        [sys.executable, "-c", "import kfp, churnops.steps, mlflow, sklearn, xgboost"], check=True
+    )
     return time.perf_counter() - start
 
 
@@ -53,22 +57,46 @@ def main() -> None:
     results: dict = {"sizes": {}, "task_startup_seconds": import_cost()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        with localstack.start_mlflow(backend_uri=f"sqlite:///{work / 'mlflow.db'}", artifacts_dir=work / "art",
-                                     log_path=work / "mlflow.log") as mlflow:
+        with localstack.start_mlflow(
+            backend_uri=f"sqlite:///{work / 'mlflow.db'}",
+            artifacts_dir=work / "art",
+            log_path=work / "mlflow.log",
+        ) as mlflow:
             for rows in (7_043, 200_000):
-                data = write(GeneratorConfig(rows=rows, seed=5), work / f"churn-{rows}.csv", show_progress=False)
+                data = write(
+                    GeneratorConfig(rows=rows, seed=5),
+                    work / f"churn-{rows}.csv",
+                    show_progress=False,
+                )
                 log(f"bench: churnops train on {rows:,} rows")
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "churnops.cli", "train", "--data", str(data), "--tracking-uri",
-                                mlflow.url, "--model-name", f"bench-train-{rows}"], check=True,
-                               stdout=subprocess.DEVNULL)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "churnops.cli",
+                        "train",
+                        "--data",
+                        str(data),
+                        "--tracking-uri",
+                        mlflow.url,
+                        "--model-name",
+                        f"bench-train-{rows}",
+                    ],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
                 train_seconds = time.perf_counter() - start
                 log(f"bench: kfp.local pipeline on {rows:,} rows")
                 clock = TaskClock()
                 logging.getLogger().addHandler(clock)
                 start = time.perf_counter()
-                run_local(data_uri=str(data), tracking_uri=mlflow.url, model_name=f"bench-pipe-{rows}",
-                          pipeline_root=work / f"kfp-{rows}")
+                run_local(
+                    data_uri=str(data),
+                    tracking_uri=mlflow.url,
+                    model_name=f"bench-pipe-{rows}",
+                    pipeline_root=work / f"kfp-{rows}",
+                )
                 pipeline_seconds = time.perf_counter() - start
                 logging.getLogger().removeHandler(clock)
                 results["sizes"][rows] = {
@@ -79,11 +107,15 @@ def main() -> None:
                     "task_count": len(clock.seconds),
                 }
     (RESULTS / "pipeline.json").write_text(json.dumps(results, indent=2))
-    print("\n| rows | churnops train | kfp.local pipeline | ratio | tasks | process start + imports per task |")
+    print(
+        "\n| rows | churnops train | kfp.local pipeline | ratio | tasks | process start + imports per task |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for rows, r in results["sizes"].items():
-        print(f"| {rows:,} | {r['churnops_train_seconds']:.1f}s | {r['pipeline_seconds']:.1f}s | "
-              f"{r['overhead_ratio']:.2f}x | {r['task_count']} | {results['task_startup_seconds']:.1f}s |")
+        print(
+            f"| {rows:,} | {r['churnops_train_seconds']:.1f}s | {r['pipeline_seconds']:.1f}s | "
+            f"{r['overhead_ratio']:.2f}x | {r['task_count']} | {results['task_startup_seconds']:.1f}s |"
+        )
     for rows, r in results["sizes"].items():
         top = sorted(r["tasks"].items(), key=lambda kv: -kv[1])
         print(f"\n{rows:,} rows, task wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in top))

@@ -32,8 +32,13 @@ from churnops.workflow import run_training
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "churn-bench"
-FAST = AnalysisConfig(steps=(25, 50, 100), interval_seconds=4, min_requests=15, deadline_seconds=12,
-                      latency_slack_seconds=0.01)
+FAST = AnalysisConfig(
+    steps=(25, 50, 100),
+    interval_seconds=4,
+    min_requests=15,
+    deadline_seconds=12,
+    latency_slack_seconds=0.01,
+)
 SCENARIOS = {  # name → (version key, chaos env, send traffic, expected outcome)
     "healthy": ("healthy", {}, True, "promoted"),
     "erroring": ("healthy", {"CHURNOPS_CHAOS_ERROR_RATIO": "0.5"}, True, "rolled_back"),
@@ -47,78 +52,148 @@ def train_versions(mlflow_url: str, work: Path) -> dict[str, str]:
     config = TrainConfig(candidates=("logreg",), search_folds=2, threshold_folds=3)
     versions = {}
     for key, seed in (("stable", 31), ("healthy", 32)):
-        path = write(GeneratorConfig(rows=3000, seed=seed), work / f"{key}.csv", show_progress=False)
-        versions[key] = run_training(str(path), tracking_uri=mlflow_url, model_name=MODEL, train_config=config)[
-            "version"]
+        path = write(
+            GeneratorConfig(rows=3000, seed=seed), work / f"{key}.csv", show_progress=False
+        )
+        versions[key] = run_training(
+            str(path), tracking_uri=mlflow_url, model_name=MODEL, train_config=config
+        )["version"]
     shifted = generate(GeneratorConfig(rows=3000, seed=33))
     flip = (shifted["Churn"] == "No") & (np.random.default_rng(1).random(len(shifted)) < 0.7)
     shifted.loc[flip, "Churn"] = "Yes"
     shifted.to_csv(work / "shifted.csv", index=False)
-    versions["shifted"] = run_training(str(work / "shifted.csv"), tracking_uri=mlflow_url, model_name=MODEL,
-                                       train_config=config,
-                                       gate_config=registry.GateConfig(min_roc_auc=0, min_f1=0, tolerance=1))["version"]
+    versions["shifted"] = run_training(
+        str(work / "shifted.csv"),
+        tracking_uri=mlflow_url,
+        model_name=MODEL,
+        train_config=config,
+        gate_config=registry.GateConfig(min_roc_auc=0, min_f1=0, tolerance=1),
+    )["version"]
     return versions
 
 
-def run_scenario(name: str, config: AnalysisConfig, *, versions, mlflow_url, prom_url, stable, ports, records,
-                 work: Path) -> dict:
+def run_scenario(
+    name: str,
+    config: AnalysisConfig,
+    *,
+    versions,
+    mlflow_url,
+    prom_url,
+    stable,
+    ports,
+    records,
+    work: Path,
+) -> dict:
     key, chaos, traffic, expected = SCENARIOS[name]
     from mlflow import MlflowClient
 
     MlflowClient(mlflow_url).set_registered_model_alias(MODEL, "champion", versions["stable"])
-    target = LocalTarget(f"models:/{MODEL}/{versions['stable']}", stable.url, f"http://127.0.0.1:{ports['canary']}")
-    with start_model_server(f"models:/{MODEL}/{versions[key]}", mlflow_url, port=ports["canary"],
-                            log_path=work / f"canary-{name}.log", env=chaos):
+    target = LocalTarget(
+        f"models:/{MODEL}/{versions['stable']}", stable.url, f"http://127.0.0.1:{ports['canary']}"
+    )
+    with start_model_server(
+        f"models:/{MODEL}/{versions[key]}",
+        mlflow_url,
+        port=ports["canary"],
+        log_path=work / f"canary-{name}.log",
+        env=chaos,
+    ):
         start = time.monotonic()
         if traffic:
             with Traffic(target, records):
-                result = canary(target, model_name=MODEL, version=versions[key], prometheus_url=prom_url,
-                                config=config)
+                result = canary(
+                    target,
+                    model_name=MODEL,
+                    version=versions[key],
+                    prometheus_url=prom_url,
+                    config=config,
+                )
         else:
-            result = canary(target, model_name=MODEL, version=versions[key], prometheus_url=prom_url, config=config)
-    return {"scenario": name, "expected": expected, "outcome": result["outcome"],
-            "correct": result["outcome"] == expected, "seconds": time.monotonic() - start,
-            "decisions": [d["decision"] for d in result["decisions"]]}
+            result = canary(
+                target,
+                model_name=MODEL,
+                version=versions[key],
+                prometheus_url=prom_url,
+                config=config,
+            )
+    return {
+        "scenario": name,
+        "expected": expected,
+        "outcome": result["outcome"],
+        "correct": result["outcome"] == expected,
+        "seconds": time.monotonic() - start,
+        "decisions": [d["decision"] for d in result["decisions"]],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--skip-default", action="store_true", help="skip the ~10 min default-settings timings")
+    parser.add_argument(
+        "--skip-default", action="store_true", help="skip the ~10 min default-settings timings"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        with localstack.start_mlflow(backend_uri=f"sqlite:///{work / 'mlflow.db'}", artifacts_dir=work / "art",
-                                     log_path=work / "mlflow.log") as mlflow:
+        with localstack.start_mlflow(
+            backend_uri=f"sqlite:///{work / 'mlflow.db'}",
+            artifacts_dir=work / "art",
+            log_path=work / "mlflow.log",
+        ) as mlflow:
             tracking.connect(mlflow.url)
             versions = train_versions(mlflow.url, work)
             ports = {"stable": localstack.free_port(), "canary": localstack.free_port()}
             targets = {"churnops/churn-predictor": [f"127.0.0.1:{p}" for p in ports.values()]}
-            with localstack.start_prometheus(targets=targets, workdir=work / "prom", scrape_interval="1s",
-                                             rule_files=sorted(REPO.glob("monitoring/prometheus/*.rules.yaml"))) as prom, \
-                    start_model_server(f"models:/{MODEL}/{versions['stable']}", mlflow.url, port=ports["stable"],
-                                       log_path=work / "stable.log") as stable:
-                common = dict(versions=versions, mlflow_url=mlflow.url, prom_url=prom.url, stable=stable,
-                              ports=ports, records=sample_records(), work=work)
+            with (
+                localstack.start_prometheus(
+                    targets=targets,
+                    workdir=work / "prom",
+                    scrape_interval="1s",
+                    rule_files=sorted(REPO.glob("monitoring/prometheus/*.rules.yaml")),
+                ) as prom,
+                start_model_server(
+                    f"models:/{MODEL}/{versions['stable']}",
+                    mlflow.url,
+                    port=ports["stable"],
+                    log_path=work / "stable.log",
+                ) as stable,
+            ):
+                common = dict(
+                    versions=versions,
+                    mlflow_url=mlflow.url,
+                    prom_url=prom.url,
+                    stable=stable,
+                    ports=ports,
+                    records=sample_records(),
+                    work=work,
+                )
                 if not args.skip_default:
                     default = AnalysisConfig()
                     for name in ("erroring", "healthy"):
-                        log(f"bench: default settings, {name} canary (steps {default.steps}, {default.interval_seconds:.0f}s each)")
+                        log(
+                            f"bench: default settings, {name} canary (steps {default.steps}, {default.interval_seconds:.0f}s each)"
+                        )
                         results[f"default_{name}"] = run_scenario(name, default, **common)
                 runs = []
                 for i in range(args.repeat):
                     for name in SCENARIOS:
                         log(f"bench: fast settings, {name} (repeat {i + 1}/{args.repeat})")
                         runs.append(run_scenario(name, FAST, **common))
-                results["accuracy"] = {"runs": runs, "correct": sum(r["correct"] for r in runs), "total": len(runs)}
+                results["accuracy"] = {
+                    "runs": runs,
+                    "correct": sum(r["correct"] for r in runs),
+                    "total": len(runs),
+                }
     (RESULTS / "rollout.json").write_text(json.dumps(results, indent=2))
     print("\n| measurement | value |\n|---|---|")
     for name in ("default_erroring", "default_healthy"):
         if name in results:
             r = results[name]
-            print(f"| {name.replace('_', ' ')}: {r['outcome']} | {r['seconds']:.0f}s after canary traffic started |")
+            print(
+                f"| {name.replace('_', ' ')}: {r['outcome']} | {r['seconds']:.0f}s after canary traffic started |"
+            )
     acc = results["accuracy"]
     print(f"| decision accuracy (fast settings) | {acc['correct']}/{acc['total']} |")
     for name in SCENARIOS:

@@ -40,8 +40,12 @@ def ingest_throughput(path: Path) -> dict:
     start = time.perf_counter()
     spec("xgboost").build(0, 1, len(x)).named_steps["pre"].fit_transform(x)
     encoded = time.perf_counter() - start
-    return {"rows": report.rows, "ingest_validate_seconds": loaded, "encode_seconds": encoded,
-            "rows_per_second": report.rows / (loaded + encoded)}
+    return {
+        "rows": report.rows,
+        "ingest_validate_seconds": loaded,
+        "encode_seconds": encoded,
+        "rows_per_second": report.rows / (loaded + encoded),
+    }
 
 
 def xgboost_fit(frame, params: dict, n_jobs: int) -> dict:
@@ -63,9 +67,15 @@ def xgboost_fit(frame, params: dict, n_jobs: int) -> dict:
     dtrain = xgboost.DMatrix(encoded, label=y, nthread=n_jobs)
     xgboost.train(native, dtrain, num_boost_round=rounds)
     plain_seconds = time.perf_counter() - start
-    return {"rows": len(y), "features": encoded.shape[1], "rounds": rounds, "params": params,
-            "churnops_seconds": churnops_seconds, "xgboost_train_seconds": plain_seconds,
-            "ratio": churnops_seconds / plain_seconds}
+    return {
+        "rows": len(y),
+        "features": encoded.shape[1],
+        "rounds": rounds,
+        "params": params,
+        "churnops_seconds": churnops_seconds,
+        "xgboost_train_seconds": plain_seconds,
+        "ratio": churnops_seconds / plain_seconds,
+    }
 
 
 def main() -> None:
@@ -82,36 +92,58 @@ def main() -> None:
         log("bench: ingest + validate + encode throughput")
         results["ingest"] = {"csv": ingest_throughput(csv), "parquet": ingest_throughput(parquet)}
 
-        with localstack.start_mlflow(backend_uri=f"sqlite:///{work / 'mlflow.db'}", artifacts_dir=work / "art",
-                                     log_path=work / "mlflow.log") as mlflow:
+        with localstack.start_mlflow(
+            backend_uri=f"sqlite:///{work / 'mlflow.db'}",
+            artifacts_dir=work / "art",
+            log_path=work / "mlflow.log",
+        ) as mlflow:
             log(f"bench: churnops train on {args.rows:,} rows (progress below)")
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "churnops.cli", "train", "--data", str(csv),
-                                   "--tracking-uri", mlflow.url], stdout=subprocess.PIPE, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "churnops.cli",
+                    "train",
+                    "--data",
+                    str(csv),
+                    "--tracking-uri",
+                    mlflow.url,
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             wall = time.perf_counter() - start
             peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             if proc.returncode != 0:
                 raise SystemExit(f"churnops train failed with {proc.returncode}")
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
-        results["train"] = {"rows": args.rows, "wall_seconds": wall, "peak_rss_gib": peak_kib / 2**20,
-                            "candidate": summary["candidate"], "metrics": summary["metrics"],
-                            "threshold": summary["threshold"]}
+        results["train"] = {
+            "rows": args.rows,
+            "wall_seconds": wall,
+            "peak_rss_gib": peak_kib / 2**20,
+            "candidate": summary["candidate"],
+            "metrics": summary["metrics"],
+            "threshold": summary["threshold"],
+        }
 
         log("bench: final XGBoost fit, churnops vs plain xgboost.train")
         frame, _ = load(csv)
         params = {"clf__max_depth": 4, "clf__min_child_weight": 5}
-        results["xgboost_fit"] = xgboost_fit(frame, params, n_jobs=__import__("os").cpu_count() or 1)
+        results["xgboost_fit"] = xgboost_fit(
+            frame, params, n_jobs=__import__("os").cpu_count() or 1
+        )
 
     (RESULTS / "train.json").write_text(json.dumps(results, indent=2))
     t, x, i = results["train"], results["xgboost_fit"], results["ingest"]
     print(f"""
 | measurement | value |
 |---|---|
-| churnops train, {t['rows']:,} rows | {t['wall_seconds'] / 60:.1f} min wall, peak RSS {t['peak_rss_gib']:.2f} GiB |
-| winner / test ROC AUC / F1 | {t['candidate']} / {t['metrics']['roc_auc']:.4f} / {t['metrics']['f1']:.4f} |
-| XGBoost fit ({x['rows']:,}×{x['features']}, {x['rounds']} rounds) | churnops {x['churnops_seconds']:.1f}s vs xgboost.train {x['xgboost_train_seconds']:.1f}s → ratio {x['ratio']:.2f} |
-| ingest+validate+encode CSV | {i['csv']['rows_per_second']:,.0f} rows/s |
-| ingest+validate+encode Parquet | {i['parquet']['rows_per_second']:,.0f} rows/s |
+| churnops train, {t["rows"]:,} rows | {t["wall_seconds"] / 60:.1f} min wall, peak RSS {t["peak_rss_gib"]:.2f} GiB |
+| winner / test ROC AUC / F1 | {t["candidate"]} / {t["metrics"]["roc_auc"]:.4f} / {t["metrics"]["f1"]:.4f} |
+| XGBoost fit ({x["rows"]:,}×{x["features"]}, {x["rounds"]} rounds) | churnops {x["churnops_seconds"]:.1f}s vs xgboost.train {x["xgboost_train_seconds"]:.1f}s → ratio {x["ratio"]:.2f} |
+| ingest+validate+encode CSV | {i["csv"]["rows_per_second"]:,.0f} rows/s |
+| ingest+validate+encode Parquet | {i["parquet"]["rows_per_second"]:,.0f} rows/s |
 """)
     print(json.dumps(results))
 

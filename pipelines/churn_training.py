@@ -12,9 +12,6 @@ cannot run exit handlers yet: there ``churnops pipeline run --local`` calls the 
 finalize step itself when the run ends.
 """
 
-
-from typing import List  # noqa: UP035 - KFP resolves typing.List for artifact lists
-
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Input, Model
 
@@ -28,30 +25,48 @@ DEFAULT_CANDIDATES = ["logreg", "random_forest", "xgboost"]
 
 def _mlflow_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """MLflow endpoint and (optional) credentials from the cluster, never from parameters."""
-    kubernetes.use_config_map_as_env(task, CONFIG_MAP, {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"})
+    kubernetes.use_config_map_as_env(
+        task, CONFIG_MAP, {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
+    )
     kubernetes.use_secret_as_env(
-        task, SECRET,
-        {"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"},
+        task,
+        SECRET,
+        {
+            "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+        },
         optional=True,
     )
     return task
 
 
-def _resources(task: dsl.PipelineTask, cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dsl.PipelineTask:
-    return (task.set_cpu_request(cpu).set_memory_request(memory)
-            .set_cpu_limit(cpu_limit).set_memory_limit(memory_limit))
+def _resources(
+    task: dsl.PipelineTask, cpu: str, memory: str, cpu_limit: str, memory_limit: str
+) -> dsl.PipelineTask:
+    return (
+        task.set_cpu_request(cpu)
+        .set_memory_request(memory)
+        .set_cpu_limit(cpu_limit)
+        .set_memory_limit(memory_limit)
+    )
 
 
 def _registry_step(task: dsl.PipelineTask, cluster: bool) -> dsl.PipelineTask:
     """Steps that talk to MLflow: never cached, retried with exponential backoff."""
     task.set_caching_options(False)
-    task.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="300s")
+    task.set_retry(
+        num_retries=3, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="300s"
+    )
     return _mlflow_env(task) if cluster else task
 
 
-def _train(train: Input[Dataset], candidates: list, seed: int, search_rows: int) -> dsl.PipelineTask:
+def _train(
+    train: Input[Dataset], candidates: list, seed: int, search_rows: int
+) -> dsl.PipelineTask:
     with dsl.ParallelFor(candidates) as candidate:
-        trained = c.train_candidate(train=train, candidate=candidate, seed=seed, search_rows=search_rows)
+        trained = c.train_candidate(
+            train=train, candidate=candidate, seed=seed, search_rows=search_rows
+        )
         trained.set_display_name("train candidate").set_caching_options(True)
         _resources(trained, "1", "2Gi", "2", "6Gi")
     return trained
@@ -62,32 +77,68 @@ def _train(train: Input[Dataset], candidates: list, seed: int, search_rows: int)
 # plain task. On a cluster the models come back as a list of artifacts; kfp.local cannot
 # pass artifact lists, so there they come back as the JSON each train task returns.
 @dsl.pipeline(name="train-candidates", description="Train every candidate family in parallel.")
-def train_candidates(train: Input[Dataset], candidates: list, seed: int, search_rows: int) -> List[Model]:
+def train_candidates(
+    train: Input[Dataset], candidates: list, seed: int, search_rows: int
+) -> list[Model]:
     return dsl.Collected(_train(train, candidates, seed, search_rows).outputs["model"])
 
 
-@dsl.pipeline(name="train-candidates-local", description="Train every candidate family (kfp.local).")
-def train_candidates_local(train: Input[Dataset], candidates: list, seed: int, search_rows: int) -> List[str]:
+@dsl.pipeline(
+    name="train-candidates-local", description="Train every candidate family (kfp.local)."
+)
+def train_candidates_local(
+    train: Input[Dataset], candidates: list, seed: int, search_rows: int
+) -> list[str]:
     return dsl.Collected(_train(train, candidates, seed, search_rows).outputs["Output"])
 
 
 def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
     """The pipeline function, for a cluster (exit handler, kfp-kubernetes wiring) or kfp.local."""
 
-    def body(data_uri: str, tracking_uri: str, model_name: str, experiment: str, candidates: list,
-             seed: int, test_size: float, search_rows: int, min_roc_auc: float, min_f1: float,
-             tolerance: float, deploy_target: str, namespace: str, inference_service: str,
-             canary_percent: int, canary_steps: list, canary_interval_seconds: int,
-             prometheus_url: str, local_port: int, run_key: str) -> None:
-        opened = _registry_step(c.open_run(
-            tracking_uri=tracking_uri, experiment=experiment, model_name=model_name, run_key=run_key,
-            job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, data_uri=data_uri, candidates=candidates,
-        ).set_display_name("open MLflow run"), cluster)
+    def body(
+        data_uri: str,
+        tracking_uri: str,
+        model_name: str,
+        experiment: str,
+        candidates: list,
+        seed: int,
+        test_size: float,
+        search_rows: int,
+        min_roc_auc: float,
+        min_f1: float,
+        tolerance: float,
+        deploy_target: str,
+        namespace: str,
+        inference_service: str,
+        canary_percent: int,
+        canary_steps: list,
+        canary_interval_seconds: int,
+        prometheus_url: str,
+        local_port: int,
+        run_key: str,
+    ) -> None:
+        opened = _registry_step(
+            c.open_run(
+                tracking_uri=tracking_uri,
+                experiment=experiment,
+                model_name=model_name,
+                run_key=run_key,
+                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                data_uri=data_uri,
+                candidates=candidates,
+            ).set_display_name("open MLflow run"),
+            cluster,
+        )
         _resources(opened, "100m", "256Mi", "500m", "512Mi")
 
-        ingested = _registry_step(c.ingest_validate(
-            data_uri=data_uri, tracking_uri=tracking_uri, run_id=opened.output,
-        ).set_display_name("ingest + validate"), cluster)
+        ingested = _registry_step(
+            c.ingest_validate(
+                data_uri=data_uri,
+                tracking_uri=tracking_uri,
+                run_id=opened.output,
+            ).set_display_name("ingest + validate"),
+            cluster,
+        )
         _resources(ingested, "500m", "1Gi", "2", "4Gi")
 
         parts = c.split_data(dataset=ingested.outputs["dataset"], test_size=test_size, seed=seed)
@@ -95,32 +146,62 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         _resources(parts, "250m", "1Gi", "1", "4Gi")
 
         train_all = train_candidates if cluster else train_candidates_local
-        trained = train_all(train=parts.outputs["train"], candidates=candidates, seed=seed,
-                            search_rows=search_rows).set_display_name("train candidates")
+        trained = train_all(
+            train=parts.outputs["train"], candidates=candidates, seed=seed, search_rows=search_rows
+        ).set_display_name("train candidates")
 
         select = c.evaluate_select if cluster else c.evaluate_select_local
-        selected = select(
-            models=trained.output, test=parts.outputs["test"], model_name=model_name,
-            data_uri=data_uri, digest=ingested.outputs["digest"], label_rate=ingested.outputs["label_rate"],
-        ).set_display_name("evaluate + select").set_caching_options(True)
+        selected = (
+            select(
+                models=trained.output,
+                test=parts.outputs["test"],
+                model_name=model_name,
+                data_uri=data_uri,
+                digest=ingested.outputs["digest"],
+                label_rate=ingested.outputs["label_rate"],
+            )
+            .set_display_name("evaluate + select")
+            .set_caching_options(True)
+        )
         _resources(selected, "500m", "1Gi", "2", "4Gi")
 
-        registered = _registry_step(c.register_gate(
-            winner=selected.outputs["winner"], train=parts.outputs["train"], test=parts.outputs["test"],
-            selection=selected.outputs["Output"],
-            tracking_uri=tracking_uri, run_id=opened.output, model_name=model_name, data_uri=data_uri,
-            digest=ingested.outputs["digest"], label_rate=ingested.outputs["label_rate"],
-            min_roc_auc=min_roc_auc, min_f1=min_f1, tolerance=tolerance,
-        ).set_display_name("register + gate"), cluster)
+        registered = _registry_step(
+            c.register_gate(
+                winner=selected.outputs["winner"],
+                train=parts.outputs["train"],
+                test=parts.outputs["test"],
+                selection=selected.outputs["Output"],
+                tracking_uri=tracking_uri,
+                run_id=opened.output,
+                model_name=model_name,
+                data_uri=data_uri,
+                digest=ingested.outputs["digest"],
+                label_rate=ingested.outputs["label_rate"],
+                min_roc_auc=min_roc_auc,
+                min_f1=min_f1,
+                tolerance=tolerance,
+            ).set_display_name("register + gate"),
+            cluster,
+        )
         _resources(registered, "500m", "1Gi", "2", "4Gi")
 
         with dsl.If(registered.outputs["promoted"] == True, name="gate-promoted"):  # noqa: E712 - KFP expression
-            deployed = _registry_step(c.deploy_canary(
-                model_name=model_name, version=registered.outputs["version"], tracking_uri=tracking_uri,
-                target=deploy_target, namespace=namespace, inference_service=inference_service,
-                canary_percent=canary_percent, steps_percent=canary_steps,
-                interval_seconds=canary_interval_seconds, prometheus_url=prometheus_url, local_port=local_port,
-            ).set_display_name("canary rollout"), cluster)
+            deployed = _registry_step(
+                c.deploy_canary(
+                    model_name=model_name,
+                    version=registered.outputs["version"],
+                    tracking_uri=tracking_uri,
+                    target=deploy_target,
+                    namespace=namespace,
+                    inference_service=inference_service,
+                    canary_percent=canary_percent,
+                    steps_percent=canary_steps,
+                    interval_seconds=canary_interval_seconds,
+                    prometheus_url=prometheus_url,
+                    local_port=local_port,
+                ).set_display_name("canary rollout"),
+                cluster,
+            )
             _resources(deployed, "100m", "256Mi", "500m", "1Gi")
             if cluster:
                 kubernetes.set_image_pull_policy(deployed, "IfNotPresent")
@@ -149,8 +230,12 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
     ) -> None:
         args = {k: v for k, v in locals().items() if k not in ("body", "cluster")}
         if cluster:
-            final = c.finalize_run(tracking_uri=tracking_uri, run_key=run_key,
-                                   job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, model_name=model_name)
+            final = c.finalize_run(
+                tracking_uri=tracking_uri,
+                run_key=run_key,
+                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                model_name=model_name,
+            )
             final.set_display_name("record final status").set_caching_options(False)
             _resources(_mlflow_env(final), "100m", "256Mi", "500m", "512Mi")
             with dsl.ExitHandler(final, name="churn-training"):

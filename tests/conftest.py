@@ -57,8 +57,9 @@ def mlflow_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def mlflow_server(mlflow_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``mlflow server`` with proxied artifacts; yields its URL."""
     root = tmp_path_factory.mktemp("mlflow")
-    with localstack.start_mlflow(backend_uri=mlflow_backend, artifacts_dir=root / "artifacts",
-                                 log_path=root / "server.log") as server:
+    with localstack.start_mlflow(
+        backend_uri=mlflow_backend, artifacts_dir=root / "artifacts", log_path=root / "server.log"
+    ) as server:
         yield server.url
 
 
@@ -79,5 +80,10 @@ def trained(mlflow_server: str, churn_csv: Path) -> dict:
     from churnops.model.train import TrainConfig
     from churnops.workflow import run_training
 
-    return run_training(str(churn_csv), tracking_uri=mlflow_server, model_name="churn-fixture",
-                        experiment="fixtures", train_config=TrainConfig(candidates=("logreg", "xgboost")))
+    return run_training(
+        str(churn_csv),
+        tracking_uri=mlflow_server,
+        model_name="churn-fixture",
+        experiment="fixtures",
+        train_config=TrainConfig(candidates=("logreg", "xgboost")),
+    )

@@ -115,7 +115,13 @@ def stat(title: str, description: str, expr: str, *, unit: str = "short", **kw: 
 
 
 def row(title: str) -> Json:
-    return {"type": "row", "title": title, "collapsed": False, "gridPos": {"w": 24, "h": 1}, "panels": []}
+    return {
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "gridPos": {"w": 24, "h": 1},
+        "panels": [],
+    }
 
 
 def variables(version_source: str) -> list[Json]:
@@ -253,108 +259,244 @@ def serving() -> Json:
     ]
     panels = [
         row("Now"),
-        stat("Requests / s", "All inference requests, all versions (churnops:requests:rate5m).",
-             f"sum({reqs})", unit="reqps"),
-        stat("5xx ratio", "Server errors / all requests over 5m; 4xx are client errors and excluded.",
-             f"(sum({five}) or on() vector(0)) / sum({reqs})", unit="percentunit",
-             thresholds=[("green", None), ("orange", 0.005), ("red", 0.05)]),
-        stat("p99 latency", "Worst p99 over the selected versions (SLO: 99 % under 100 ms).",
-             f"max(churnops:request_duration_seconds:p99_rate5m{{{NSV}}})", unit="s",
-             thresholds=[("green", None), ("orange", 0.1), ("red", 0.25)]),
-        stat("Availability budget left (30d)", "1 - churnops:slo_availability:burnrate30d: share of "
-             "the 30-day availability error budget not yet spent.",
-             f"1 - max(churnops:slo_availability:burnrate30d{{{NS}}})", unit="percentunit",
-             thresholds=[("red", None), ("orange", 0.25), ("green", 0.5)]),
-        stat("Latency budget left (30d)", "1 - churnops:slo_latency:burnrate30d: share of the "
-             "30-day latency error budget (requests over 100 ms) not yet spent.",
-             f"1 - max(churnops:slo_latency:burnrate30d{{{NS}}})", unit="percentunit",
-             thresholds=[("red", None), ("orange", 0.25), ("green", 0.5)]),
-        stat("Ready model servers", "Model-server processes reporting churnops_model_ready = 1.",
-             f"sum(churnops_model_ready{{{NS}}})", thresholds=[("red", None), ("green", 1)]),
+        stat(
+            "Requests / s",
+            "All inference requests, all versions (churnops:requests:rate5m).",
+            f"sum({reqs})",
+            unit="reqps",
+        ),
+        stat(
+            "5xx ratio",
+            "Server errors / all requests over 5m; 4xx are client errors and excluded.",
+            f"(sum({five}) or on() vector(0)) / sum({reqs})",
+            unit="percentunit",
+            thresholds=[("green", None), ("orange", 0.005), ("red", 0.05)],
+        ),
+        stat(
+            "p99 latency",
+            "Worst p99 over the selected versions (SLO: 99 % under 100 ms).",
+            f"max(churnops:request_duration_seconds:p99_rate5m{{{NSV}}})",
+            unit="s",
+            thresholds=[("green", None), ("orange", 0.1), ("red", 0.25)],
+        ),
+        stat(
+            "Availability budget left (30d)",
+            "1 - churnops:slo_availability:burnrate30d: share of "
+            "the 30-day availability error budget not yet spent.",
+            f"1 - max(churnops:slo_availability:burnrate30d{{{NS}}})",
+            unit="percentunit",
+            thresholds=[("red", None), ("orange", 0.25), ("green", 0.5)],
+        ),
+        stat(
+            "Latency budget left (30d)",
+            "1 - churnops:slo_latency:burnrate30d: share of the "
+            "30-day latency error budget (requests over 100 ms) not yet spent.",
+            f"1 - max(churnops:slo_latency:burnrate30d{{{NS}}})",
+            unit="percentunit",
+            thresholds=[("red", None), ("orange", 0.25), ("green", 0.5)],
+        ),
+        stat(
+            "Ready model servers",
+            "Model-server processes reporting churnops_model_ready = 1.",
+            f"sum(churnops_model_ready{{{NS}}})",
+            thresholds=[("red", None), ("green", 1)],
+        ),
         row("Traffic and errors"),
-        panel("timeseries", "Requests / s by version and code",
-              "churnops:requests_by_code:rate5m; stable and canary are the two model versions.",
-              targets((f"sum by (model_version, code) (churnops:requests_by_code:rate5m{{{NSV}}})",
-                       "v{{model_version}} {{code}}")), unit="reqps"),
-        panel("timeseries", "5xx error ratio by version (stable vs canary)",
-              "churnops:request_errors:ratio_rate5m per model version; the canary analysis "
-              "compares exactly this between canary and stable.",
-              targets((f"max by (model_version) (churnops:request_errors:ratio_rate5m{{{NSV}}})",
-                       "v{{model_version}}")), unit="percentunit",
-              thresholds=[("green", None), ("red", 0.005)], threshold_lines=True),
+        panel(
+            "timeseries",
+            "Requests / s by version and code",
+            "churnops:requests_by_code:rate5m; stable and canary are the two model versions.",
+            targets(
+                (
+                    f"sum by (model_version, code) (churnops:requests_by_code:rate5m{{{NSV}}})",
+                    "v{{model_version}} {{code}}",
+                )
+            ),
+            unit="reqps",
+        ),
+        panel(
+            "timeseries",
+            "5xx error ratio by version (stable vs canary)",
+            "churnops:request_errors:ratio_rate5m per model version; the canary analysis "
+            "compares exactly this between canary and stable.",
+            targets(
+                (
+                    f"max by (model_version) (churnops:request_errors:ratio_rate5m{{{NSV}}})",
+                    "v{{model_version}}",
+                )
+            ),
+            unit="percentunit",
+            thresholds=[("green", None), ("red", 0.005)],
+            threshold_lines=True,
+        ),
         row("Latency"),
-        panel("timeseries", "Latency p50 / p95 / p99 by version",
-              "churnops:request_duration_seconds:p{50,95,99}_rate5m per model version (end-to-end "
-              "inference latency, from the churnops_request_duration_seconds histogram).",
-              targets(*((f"max by (model_version) (churnops:request_duration_seconds:{q}_rate5m{{{NSV}}})",
-                         f"v{{{{model_version}}}} {q}") for q in ("p50", "p95", "p99"))),
-              unit="s", thresholds=[("green", None), ("red", 0.1)], threshold_lines=True),
-        panel("heatmap", "Latency distribution",
-              "Requests per latency bucket (churnops:request_duration_seconds_bucket:rate5m).",
-              targets((f"sum by (le) (churnops:request_duration_seconds_bucket:rate5m{{{NSV}}})",
-                       "{{le}}"), format="heatmap"),
-              unit="s",
-              options={"calculate": False, "yAxis": {"unit": "s"}, "cellGap": 1,
-                       "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
-                       "tooltip": {"show": True, "yHistogram": True}}),
+        panel(
+            "timeseries",
+            "Latency p50 / p95 / p99 by version",
+            "churnops:request_duration_seconds:p{50,95,99}_rate5m per model version (end-to-end "
+            "inference latency, from the churnops_request_duration_seconds histogram).",
+            targets(
+                *(
+                    (
+                        f"max by (model_version) (churnops:request_duration_seconds:{q}_rate5m{{{NSV}}})",
+                        f"v{{{{model_version}}}} {q}",
+                    )
+                    for q in ("p50", "p95", "p99")
+                )
+            ),
+            unit="s",
+            thresholds=[("green", None), ("red", 0.1)],
+            threshold_lines=True,
+        ),
+        panel(
+            "heatmap",
+            "Latency distribution",
+            "Requests per latency bucket (churnops:request_duration_seconds_bucket:rate5m).",
+            targets(
+                (
+                    f"sum by (le) (churnops:request_duration_seconds_bucket:rate5m{{{NSV}}})",
+                    "{{le}}",
+                ),
+                format="heatmap",
+            ),
+            unit="s",
+            options={
+                "calculate": False,
+                "yAxis": {"unit": "s"},
+                "cellGap": 1,
+                "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
+                "tooltip": {"show": True, "yHistogram": True},
+            },
+        ),
         row("Stable vs canary and rollout"),
-        panel("table", "Stable vs canary (by model_version)",
-              "One row per serving model version: the numbers the canary analysis compares.",
-              targets(*stable_vs_canary, instant=True, format="table"), w=12,
-              transformations=[
-                  {"id": "merge", "options": {}},
-                  {"id": "organize", "options": {
-                      "excludeByName": {"Time": True},
-                      "renameByName": {f"Value #{chr(ord('A') + i)}": leg
-                                       for i, (_, leg) in enumerate(stable_vs_canary)}}},
-              ]),
-        panel("timeseries", "Traffic share by version",
-              "Observed share of requests per model version (canary weight as served).",
-              targets((f"sum by (model_version) ({reqs}) / on() group_left() sum({reqs})",
-                       "v{{model_version}}")), unit="percentunit", w=6),
-        panel("timeseries", "Canary step (%)",
-              "churnops_rollout_step: traffic percent the rollout gives the canary (0 when no "
-              "rollout is running or the rollout job is not scraped).",
-              targets((f"max by (canary_version) (churnops_rollout_step{{{NS}}}) or on() vector(0)",
-                       "canary v{{canary_version}}")), unit="percent", w=6),
-        panel("timeseries", "Rollout decisions (per 1h)",
-              "churnops_rollout_decisions_total by decision (advance, promote, rollback, hold).",
-              targets((f"sum by (decision) (increase(churnops_rollout_decisions_total{{{NS}}}[1h])) "
-                       "or on() vector(0)", "{{decision}}")), w=12,
-              custom={"drawStyle": "bars", "fillOpacity": 60}),
-        panel("timeseries", "Model server instances by version",
-              "Scraped model-server processes per model version (churnops_model_info).",
-              targets((f"count by (model_version) (churnops_model_info{{{NSV}}})", "v{{model_version}}")),
-              w=12),
+        panel(
+            "table",
+            "Stable vs canary (by model_version)",
+            "One row per serving model version: the numbers the canary analysis compares.",
+            targets(*stable_vs_canary, instant=True, format="table"),
+            w=12,
+            transformations=[
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True},
+                        "renameByName": {
+                            f"Value #{chr(ord('A') + i)}": leg
+                            for i, (_, leg) in enumerate(stable_vs_canary)
+                        },
+                    },
+                },
+            ],
+        ),
+        panel(
+            "timeseries",
+            "Traffic share by version",
+            "Observed share of requests per model version (canary weight as served).",
+            targets(
+                (
+                    f"sum by (model_version) ({reqs}) / on() group_left() sum({reqs})",
+                    "v{{model_version}}",
+                )
+            ),
+            unit="percentunit",
+            w=6,
+        ),
+        panel(
+            "timeseries",
+            "Canary step (%)",
+            "churnops_rollout_step: traffic percent the rollout gives the canary (0 when no "
+            "rollout is running or the rollout job is not scraped).",
+            targets(
+                (
+                    f"max by (canary_version) (churnops_rollout_step{{{NS}}}) or on() vector(0)",
+                    "canary v{{canary_version}}",
+                )
+            ),
+            unit="percent",
+            w=6,
+        ),
+        panel(
+            "timeseries",
+            "Rollout decisions (per 1h)",
+            "churnops_rollout_decisions_total by decision (advance, promote, rollback, hold).",
+            targets(
+                (
+                    f"sum by (decision) (increase(churnops_rollout_decisions_total{{{NS}}}[1h])) "
+                    "or on() vector(0)",
+                    "{{decision}}",
+                )
+            ),
+            w=12,
+            custom={"drawStyle": "bars", "fillOpacity": 60},
+        ),
+        panel(
+            "timeseries",
+            "Model server instances by version",
+            "Scraped model-server processes per model version (churnops_model_info).",
+            targets(
+                (f"count by (model_version) (churnops_model_info{{{NSV}}})", "v{{model_version}}")
+            ),
+            w=12,
+        ),
         row("Autoscaling"),
-        panel("timeseries", "Knative pods: desired vs actual",
-              CLUSTER_ONLY + "Knative autoscaler (serverless mode). Desired at the configured "
-              "max-scale (churnops:autoscaler_max_replicas:config) for 15m raises "
-              "ChurnAutoscalerAtMaxReplicas.",
-              targets(
-                  (f"sum by (revision_name) (autoscaler_desired_pods{{{KN}}})", "desired {{revision_name}}"),
-                  (f"sum by (revision_name) (autoscaler_actual_pods{{{KN}}})", "actual {{revision_name}}"),
-                  ("max(churnops:autoscaler_max_replicas:config)", "max-scale (configured)"),
-              ), w=8),
-        panel("timeseries", "Knative concurrency and panic mode",
-              CLUSTER_ONLY + "Average concurrent requests per revision over the stable window, "
-              "and whether the autoscaler is in panic mode (1).",
-              targets(
-                  (f"sum by (revision_name) (autoscaler_stable_request_concurrency{{{KN}}})",
-                   "concurrency {{revision_name}}"),
-                  (f"max by (revision_name) (autoscaler_panic_mode{{{KN}}})", "panic {{revision_name}}"),
-              ), w=8),
-        panel("timeseries", "HPA replicas (raw deployment mode)",
-              CLUSTER_ONLY + "kube-state-metrics for the predictor's HorizontalPodAutoscaler "
-              "(KServe RawDeployment mode).",
-              targets(
-                  (f"max by (horizontalpodautoscaler) (kube_horizontalpodautoscaler_status_current_replicas{{{HPA}}})",
-                   "current {{horizontalpodautoscaler}}"),
-                  (f"max by (horizontalpodautoscaler) (kube_horizontalpodautoscaler_status_desired_replicas{{{HPA}}})",
-                   "desired {{horizontalpodautoscaler}}"),
-                  (f"max by (horizontalpodautoscaler) (kube_horizontalpodautoscaler_spec_max_replicas{{{HPA}}})",
-                   "max {{horizontalpodautoscaler}}"),
-              ), w=8),
+        panel(
+            "timeseries",
+            "Knative pods: desired vs actual",
+            CLUSTER_ONLY + "Knative autoscaler (serverless mode). Desired at the configured "
+            "max-scale (churnops:autoscaler_max_replicas:config) for 15m raises "
+            "ChurnAutoscalerAtMaxReplicas.",
+            targets(
+                (
+                    f"sum by (revision_name) (autoscaler_desired_pods{{{KN}}})",
+                    "desired {{revision_name}}",
+                ),
+                (
+                    f"sum by (revision_name) (autoscaler_actual_pods{{{KN}}})",
+                    "actual {{revision_name}}",
+                ),
+                ("max(churnops:autoscaler_max_replicas:config)", "max-scale (configured)"),
+            ),
+            w=8,
+        ),
+        panel(
+            "timeseries",
+            "Knative concurrency and panic mode",
+            CLUSTER_ONLY + "Average concurrent requests per revision over the stable window, "
+            "and whether the autoscaler is in panic mode (1).",
+            targets(
+                (
+                    f"sum by (revision_name) (autoscaler_stable_request_concurrency{{{KN}}})",
+                    "concurrency {{revision_name}}",
+                ),
+                (
+                    f"max by (revision_name) (autoscaler_panic_mode{{{KN}}})",
+                    "panic {{revision_name}}",
+                ),
+            ),
+            w=8,
+        ),
+        panel(
+            "timeseries",
+            "HPA replicas (raw deployment mode)",
+            CLUSTER_ONLY + "kube-state-metrics for the predictor's HorizontalPodAutoscaler "
+            "(KServe RawDeployment mode).",
+            targets(
+                (
+                    f"max by (horizontalpodautoscaler) (kube_horizontalpodautoscaler_status_current_replicas{{{HPA}}})",
+                    "current {{horizontalpodautoscaler}}",
+                ),
+                (
+                    f"max by (horizontalpodautoscaler) (kube_horizontalpodautoscaler_status_desired_replicas{{{HPA}}})",
+                    "desired {{horizontalpodautoscaler}}",
+                ),
+                (
+                    f"max by (horizontalpodautoscaler) (kube_horizontalpodautoscaler_spec_max_replicas{{{HPA}}})",
+                    "max {{horizontalpodautoscaler}}",
+                ),
+            ),
+            w=8,
+        ),
         row("SLO burn"),
         burn_panel("availability", "Availability (99.5 % non-5xx)"),
         burn_panel("latency", "Latency (99 % under 100 ms)"),
@@ -373,84 +515,205 @@ def quality() -> Json:
     psi_thresholds = [("green", None), ("orange", 0.1), ("red", 0.2)]
     panels = [
         row("Now"),
-        stat("Predicted churn rate (1h)", "churnops:predicted_churn:ratio_rate1h, all versions.",
-             f"max(churnops:predicted_churn:ratio_rate1h{{{NS}}})", unit="percentunit"),
-        stat("Baseline (7d)", "churnops:predicted_churn:ratio_rate7d; ChurnPredictionDrift needs a "
-             "shift of more than 10 points from it.",
-             f"max(churnops:predicted_churn:ratio_rate7d{{{NS}}})", unit="percentunit"),
-        stat("Prediction PSI", "churnops:prediction_psi:max: serving churn probabilities vs the "
-             "model's test-split scores.", f"max(churnops:prediction_psi:max{{{NSV}}})",
-             thresholds=psi_thresholds),
-        stat("Max feature PSI", "churnops:feature_psi:max over all features.",
-             f"max(churnops:feature_psi:max{{{NSV}}})", thresholds=psi_thresholds),
-        stat("Rows scored / s", "churnops:rows_scored:rate5m.",
-             f"sum(churnops:rows_scored:rate5m{{{NSV}}})", unit="rowsps"),
-        stat("Rejected requests", "churnops:validation_errors:ratio_rate5m: requests rejected by "
-             "validation / all requests.", f"max(churnops:validation_errors:ratio_rate5m{{{NS}}})",
-             unit="percentunit", thresholds=[("green", None), ("orange", 0.01), ("red", 0.05)]),
+        stat(
+            "Predicted churn rate (1h)",
+            "churnops:predicted_churn:ratio_rate1h, all versions.",
+            f"max(churnops:predicted_churn:ratio_rate1h{{{NS}}})",
+            unit="percentunit",
+        ),
+        stat(
+            "Baseline (7d)",
+            "churnops:predicted_churn:ratio_rate7d; ChurnPredictionDrift needs a "
+            "shift of more than 10 points from it.",
+            f"max(churnops:predicted_churn:ratio_rate7d{{{NS}}})",
+            unit="percentunit",
+        ),
+        stat(
+            "Prediction PSI",
+            "churnops:prediction_psi:max: serving churn probabilities vs the "
+            "model's test-split scores.",
+            f"max(churnops:prediction_psi:max{{{NSV}}})",
+            thresholds=psi_thresholds,
+        ),
+        stat(
+            "Max feature PSI",
+            "churnops:feature_psi:max over all features.",
+            f"max(churnops:feature_psi:max{{{NSV}}})",
+            thresholds=psi_thresholds,
+        ),
+        stat(
+            "Rows scored / s",
+            "churnops:rows_scored:rate5m.",
+            f"sum(churnops:rows_scored:rate5m{{{NSV}}})",
+            unit="rowsps",
+        ),
+        stat(
+            "Rejected requests",
+            "churnops:validation_errors:ratio_rate5m: requests rejected by "
+            "validation / all requests.",
+            f"max(churnops:validation_errors:ratio_rate5m{{{NS}}})",
+            unit="percentunit",
+            thresholds=[("green", None), ("orange", 0.01), ("red", 0.05)],
+        ),
         row("Predictions"),
-        panel("timeseries", "Predicted churn rate by version",
-              "Share of scored records predicted as churn, per version (5m) and for all versions "
-              "over 1h against the 7-day baseline.",
-              targets(
-                  (f"max by (model_version) (churnops:predicted_churn:ratio_rate5m{{{NSV}}})",
-                   "v{{model_version}} (5m)"),
-                  (f"max(churnops:predicted_churn:ratio_rate1h{{{NS}}})", "all versions (1h)"),
-                  (f"max(churnops:predicted_churn:ratio_rate7d{{{NS}}})", "baseline (7d)"),
-              ), unit="percentunit"),
-        panel("timeseries", "Mean churn probability by version",
-              "Mean of churnops_churn_probability per version: stable vs canary side by side.",
-              targets((f"sum by (model_version) (rate(churnops_churn_probability_sum{{{NSV}}}[5m])) "
-                       f"/ sum by (model_version) (rate(churnops_churn_probability_count{{{NSV}}}[5m]))",
-                       "v{{model_version}}")), unit="percentunit"),
-        panel("heatmap", "Churn-probability distribution over time",
-              "Scored records per churn-probability bucket (churnops:churn_probability_bucket:rate5m).",
-              targets((f"sum by (le) (churnops:churn_probability_bucket:rate5m{{{NSV}}})", "{{le}}"),
-                      format="heatmap"),
-              options={"calculate": False, "cellGap": 1,
-                       "color": {"mode": "scheme", "scheme": "Blues", "steps": 64},
-                       "tooltip": {"show": True, "yHistogram": True}}),
-        panel("bargauge", "Churn-probability distribution (last 1h)",
-              "Records per churn-probability bucket over the last hour, selected versions.",
-              targets((f"sum by (le) (increase(churnops_churn_probability_bucket{{{NSV}}}[1h]))",
-                       "{{le}}"), format="heatmap", instant=True),
-              options={"orientation": "vertical", "displayMode": "basic", "showUnfilled": True,
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}),
+        panel(
+            "timeseries",
+            "Predicted churn rate by version",
+            "Share of scored records predicted as churn, per version (5m) and for all versions "
+            "over 1h against the 7-day baseline.",
+            targets(
+                (
+                    f"max by (model_version) (churnops:predicted_churn:ratio_rate5m{{{NSV}}})",
+                    "v{{model_version}} (5m)",
+                ),
+                (f"max(churnops:predicted_churn:ratio_rate1h{{{NS}}})", "all versions (1h)"),
+                (f"max(churnops:predicted_churn:ratio_rate7d{{{NS}}})", "baseline (7d)"),
+            ),
+            unit="percentunit",
+        ),
+        panel(
+            "timeseries",
+            "Mean churn probability by version",
+            "Mean of churnops_churn_probability per version: stable vs canary side by side.",
+            targets(
+                (
+                    f"sum by (model_version) (rate(churnops_churn_probability_sum{{{NSV}}}[5m])) "
+                    f"/ sum by (model_version) (rate(churnops_churn_probability_count{{{NSV}}}[5m]))",
+                    "v{{model_version}}",
+                )
+            ),
+            unit="percentunit",
+        ),
+        panel(
+            "heatmap",
+            "Churn-probability distribution over time",
+            "Scored records per churn-probability bucket (churnops:churn_probability_bucket:rate5m).",
+            targets(
+                (f"sum by (le) (churnops:churn_probability_bucket:rate5m{{{NSV}}})", "{{le}}"),
+                format="heatmap",
+            ),
+            options={
+                "calculate": False,
+                "cellGap": 1,
+                "color": {"mode": "scheme", "scheme": "Blues", "steps": 64},
+                "tooltip": {"show": True, "yHistogram": True},
+            },
+        ),
+        panel(
+            "bargauge",
+            "Churn-probability distribution (last 1h)",
+            "Records per churn-probability bucket over the last hour, selected versions.",
+            targets(
+                (
+                    f"sum by (le) (increase(churnops_churn_probability_bucket{{{NSV}}}[1h]))",
+                    "{{le}}",
+                ),
+                format="heatmap",
+                instant=True,
+            ),
+            options={
+                "orientation": "vertical",
+                "displayMode": "basic",
+                "showUnfilled": True,
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            },
+        ),
         row("Drift"),
-        panel("timeseries", "Feature PSI",
-              "churnops_feature_psi per feature: serving window vs training distribution. "
-              "0.1-0.2 moderate, > 0.2 for 30m raises ChurnFeatureDrift (triggers retraining).",
-              targets((f"max by (feature) (churnops_feature_psi{{{NSV}}})", "{{feature}}")),
-              thresholds=psi_thresholds, threshold_lines=True),
-        panel("timeseries", "Prediction PSI by version",
-              "churnops:prediction_psi:max per version; > 0.2 together with a 10-point churn-rate "
-              "shift for 30m raises ChurnPredictionDrift.",
-              targets((f"max by (model_version) (churnops:prediction_psi:max{{{NSV}}})",
-                       "v{{model_version}}")), thresholds=psi_thresholds, threshold_lines=True),
+        panel(
+            "timeseries",
+            "Feature PSI",
+            "churnops_feature_psi per feature: serving window vs training distribution. "
+            "0.1-0.2 moderate, > 0.2 for 30m raises ChurnFeatureDrift (triggers retraining).",
+            targets((f"max by (feature) (churnops_feature_psi{{{NSV}}})", "{{feature}}")),
+            thresholds=psi_thresholds,
+            threshold_lines=True,
+        ),
+        panel(
+            "timeseries",
+            "Prediction PSI by version",
+            "churnops:prediction_psi:max per version; > 0.2 together with a 10-point churn-rate "
+            "shift for 30m raises ChurnPredictionDrift.",
+            targets(
+                (
+                    f"max by (model_version) (churnops:prediction_psi:max{{{NSV}}})",
+                    "v{{model_version}}",
+                )
+            ),
+            thresholds=psi_thresholds,
+            threshold_lines=True,
+        ),
         row("Input quality"),
-        panel("timeseries", "Validation errors by field",
-              "Requests rejected (4xx) per offending contract field; _request = malformed request.",
-              targets((f"sum by (field) (rate(churnops_validation_errors_total{{{NS}}}[5m])) "
-                       "or on() vector(0)", "{{field}}")), unit="reqps"),
-        panel("timeseries", "Unknown categories by field",
-              "Category values outside the contract, scored as unknown.",
-              targets((f"sum by (field) (rate(churnops_unknown_categories_total{{{NS}}}[5m])) "
-                       "or on() vector(0)", "{{field}}")), unit="rowsps"),
+        panel(
+            "timeseries",
+            "Validation errors by field",
+            "Requests rejected (4xx) per offending contract field; _request = malformed request.",
+            targets(
+                (
+                    f"sum by (field) (rate(churnops_validation_errors_total{{{NS}}}[5m])) "
+                    "or on() vector(0)",
+                    "{{field}}",
+                )
+            ),
+            unit="reqps",
+        ),
+        panel(
+            "timeseries",
+            "Unknown categories by field",
+            "Category values outside the contract, scored as unknown.",
+            targets(
+                (
+                    f"sum by (field) (rate(churnops_unknown_categories_total{{{NS}}}[5m])) "
+                    "or on() vector(0)",
+                    "{{field}}",
+                )
+            ),
+            unit="rowsps",
+        ),
         row("Model versions"),
-        panel("state-timeline", "Model version timeline",
-              "Which model version served when (churnops_model_info).",
-              targets((f"max by (model_version) (churnops_model_info{{{NS}}})", "v{{model_version}}")),
-              w=16, options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8}),
-        panel("table", "Serving versions",
-              "Model versions currently scraped, with their MLflow run and instance count.",
-              targets((f"count by (model_version, run_id) (churnops_model_info{{{NS}}})", ""),
-                      instant=True, format="table"), w=8,
-              transformations=[{"id": "organize", "options": {
-                  "excludeByName": {"Time": True}, "renameByName": {"Value": "instances"}}}]),
-        panel("timeseries", "Model reloads (per 1h)",
-              "churnops_model_reloads_total by outcome: alias polls that swapped the model.",
-              targets((f"sum by (outcome) (increase(churnops_model_reloads_total{{{NS}}}[1h])) "
-                       "or on() vector(0)", "{{outcome}}")), w=24, h=6),
+        panel(
+            "state-timeline",
+            "Model version timeline",
+            "Which model version served when (churnops_model_info).",
+            targets(
+                (f"max by (model_version) (churnops_model_info{{{NS}}})", "v{{model_version}}")
+            ),
+            w=16,
+            options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8},
+        ),
+        panel(
+            "table",
+            "Serving versions",
+            "Model versions currently scraped, with their MLflow run and instance count.",
+            targets(
+                (f"count by (model_version, run_id) (churnops_model_info{{{NS}}})", ""),
+                instant=True,
+                format="table",
+            ),
+            w=8,
+            transformations=[
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True},
+                        "renameByName": {"Value": "instances"},
+                    },
+                }
+            ],
+        ),
+        panel(
+            "timeseries",
+            "Model reloads (per 1h)",
+            "churnops_model_reloads_total by outcome: alias polls that swapped the model.",
+            targets(
+                (
+                    f"sum by (outcome) (increase(churnops_model_reloads_total{{{NS}}}[1h])) "
+                    "or on() vector(0)",
+                    "{{outcome}}",
+                )
+            ),
+            w=24,
+            h=6,
+        ),
     ]
     return dashboard(
         "churn-model-quality",
@@ -467,10 +730,15 @@ DASHBOARDS = {"churn-serving-oncall.json": serving, "churn-model-quality.json": 
 
 def render() -> dict[str, str]:
     """File name → JSON text of every dashboard."""
-    return {name: json.dumps(build(), indent=2, ensure_ascii=False) + "\n" for name, build in DASHBOARDS.items()}
+    return {
+        name: json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
 
 
-def panel_queries(dash: Json, variables: dict[str, str] | None = None) -> Iterator[tuple[str, str, bool]]:
+def panel_queries(
+    dash: Json, variables: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, bool]]:
     """Yield (panel title, expr, cluster_only) with `$var` replaced by `variables`."""
     values = LOCAL_VARIABLES if variables is None else variables
     for p in dash["panels"]:
@@ -494,7 +762,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.check:
             path.write_text(text, encoding="utf-8")
     if args.check and stale:
-        print(f"stale: {', '.join(stale)}; run python monitoring/grafana/generate.py", file=sys.stderr)
+        print(
+            f"stale: {', '.join(stale)}; run python monitoring/grafana/generate.py", file=sys.stderr
+        )
         return 1
     print(json.dumps({"written" if not args.check else "stale": stale}))
     return 0

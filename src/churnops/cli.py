@@ -32,7 +32,9 @@ def _data_generate(args: argparse.Namespace) -> dict:
 def _data_validate(args: argparse.Namespace) -> dict:
     from churnops.data import ValidationConfig, validate
 
-    report = validate(args.path, config=ValidationConfig(require_label=not args.no_label), show_progress=True)
+    report = validate(
+        args.path, config=ValidationConfig(require_label=not args.no_label), show_progress=True
+    )
     for issue in report.violations:
         print(f"VIOLATION {issue.message()}", file=sys.stderr)
     for issue in report.warnings:
@@ -49,11 +51,20 @@ def _train(args: argparse.Namespace) -> dict:
     from churnops.registry import GateConfig
     from churnops.workflow import run_training
 
-    train_config = TrainConfig(seed=args.seed, candidates=tuple(args.candidates.split(",")),
-                               search_rows=args.search_rows)
-    gate_config = GateConfig(tolerance=args.tolerance, min_roc_auc=args.min_roc_auc, min_f1=args.min_f1)
-    return run_training(args.data, tracking_uri=args.tracking_uri, model_name=args.model_name,
-                        experiment=args.experiment, train_config=train_config, gate_config=gate_config)
+    train_config = TrainConfig(
+        seed=args.seed, candidates=tuple(args.candidates.split(",")), search_rows=args.search_rows
+    )
+    gate_config = GateConfig(
+        tolerance=args.tolerance, min_roc_auc=args.min_roc_auc, min_f1=args.min_f1
+    )
+    return run_training(
+        args.data,
+        tracking_uri=args.tracking_uri,
+        model_name=args.model_name,
+        experiment=args.experiment,
+        train_config=train_config,
+        gate_config=gate_config,
+    )
 
 
 def _registry(args: argparse.Namespace) -> dict:
@@ -79,16 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="churnops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="generate or validate customer tables").add_subparsers(dest="action", required=True)
+    data = sub.add_parser("data", help="generate or validate customer tables").add_subparsers(
+        dest="action", required=True
+    )
     gen = data.add_parser("generate", help="synthetic customers in the contract's layout")
     gen.add_argument("--rows", type=int, required=True)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--out", required=True, help="output path; .parquet for Parquet, otherwise CSV")
-    gen.add_argument("--drift", type=float, default=0.0, help="0..1: shift the distributions (monitoring tests)")
+    gen.add_argument(
+        "--out", required=True, help="output path; .parquet for Parquet, otherwise CSV"
+    )
+    gen.add_argument(
+        "--drift", type=float, default=0.0, help="0..1: shift the distributions (monitoring tests)"
+    )
     gen.set_defaults(handler=_data_generate)
     val = data.add_parser("validate", help="validate a table against the record contract")
-    val.add_argument("path", help="path, file://, http(s):// or s3:// URI of a CSV or Parquet table")
-    val.add_argument("--no-label", action="store_true", help="the table has no Churn column (scoring data)")
+    val.add_argument(
+        "path", help="path, file://, http(s):// or s3:// URI of a CSV or Parquet table"
+    )
+    val.add_argument(
+        "--no-label", action="store_true", help="the table has no Churn column (scoring data)"
+    )
     val.set_defaults(handler=_data_validate)
 
     train = sub.add_parser("train", help="validate, train, evaluate, register and gate, in-process")
@@ -98,8 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--experiment", default="churn")
     train.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES))
     train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--search-rows", type=int, default=50_000,
-                       help="rows used for the grid search and threshold CV (the final fit uses all)")
+    train.add_argument(
+        "--search-rows",
+        type=int,
+        default=50_000,
+        help="rows used for the grid search and threshold CV (the final fit uses all)",
+    )
     train.add_argument("--tolerance", type=float, default=0.005)
     train.add_argument("--min-roc-auc", type=float, default=0.75)
     train.add_argument("--min-f1", type=float, default=0.5)

@@ -7,6 +7,7 @@ scraping it when the binary is installed. Ctrl-C stops everything it started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,7 +43,9 @@ def _traffic(url: str, rows: int = 200) -> dict[str, Any]:
     records = json.loads(frame.to_json(orient="records"))
     counts = {"v1_single": 0, "v1_batch": 0, "v2": 0, "rejected": 0}
     for record in records[:50]:
-        requests.post(f"{url}/v1/models/churn:predict", json={"instances": [record]}, timeout=10).raise_for_status()
+        requests.post(
+            f"{url}/v1/models/churn:predict", json={"instances": [record]}, timeout=10
+        ).raise_for_status()
         counts["v1_single"] += 1
     batch = requests.post(f"{url}/v1/models/churn:predict", json={"instances": records}, timeout=30)
     batch.raise_for_status()
@@ -53,11 +56,16 @@ def _traffic(url: str, rows: int = 200) -> dict[str, Any]:
         datatype = "BYTES" if not f.is_numeric else ("INT64" if f.kind == "integer" else "FP64")
         if f.kind == "number":
             values = [None if v != v else v for v in values]  # NaN → null (missing)
-        inputs.append({"name": f.name, "datatype": datatype, "shape": [len(values)], "data": values})
+        inputs.append(
+            {"name": f.name, "datatype": datatype, "shape": [len(values)], "data": values}
+        )
     v2 = requests.post(f"{url}/v2/models/churn/infer", json={"inputs": inputs}, timeout=10)
     counts["v2"] += int(v2.ok)
-    bad = requests.post(f"{url}/v1/models/churn:predict", json={"instances": [{**records[0], "tenure": -1}]},
-                        timeout=10)
+    bad = requests.post(
+        f"{url}/v1/models/churn:predict",
+        json={"instances": [{**records[0], "tenure": -1}]},
+        timeout=10,
+    )
     counts["rejected"] += int(400 <= bad.status_code < 500)
     predictions = batch.json()["predictions"]
     return {
@@ -68,7 +76,9 @@ def _traffic(url: str, rows: int = 200) -> dict[str, Any]:
     }
 
 
-def run_demo(*, workdir: str | Path = ".churnops", rows: int = 7043, keep_running: bool | None = None) -> dict:
+def run_demo(
+    *, workdir: str | Path = ".churnops", rows: int = 7043, keep_running: bool | None = None
+) -> dict:
     """Run the demo; returns what it did and where to look (the command's JSON)."""
     from churnops.pipeline import run_local
 
@@ -81,10 +91,8 @@ def run_demo(*, workdir: str | Path = ".churnops", rows: int = 7043, keep_runnin
         for proc in reversed(started):
             proc.stop()
         if served_pid:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(served_pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     try:
         data = home / "data" / "churn.csv"
@@ -93,13 +101,21 @@ def run_demo(*, workdir: str | Path = ".churnops", rows: int = 7043, keep_runnin
             write(GeneratorConfig(rows=rows, seed=42), data)
         mlflow_port = _port(5000)
         log(f"demo: starting MLflow (SQLite, artifacts proxied) on http://127.0.0.1:{mlflow_port}")
-        mlflow = localstack.start_mlflow(backend_uri=f"sqlite:///{home / 'mlflow.db'}",
-                                         artifacts_dir=home / "mlartifacts", log_path=home / "logs" / "mlflow.log",
-                                         port=mlflow_port)
+        mlflow = localstack.start_mlflow(
+            backend_uri=f"sqlite:///{home / 'mlflow.db'}",
+            artifacts_dir=home / "mlartifacts",
+            log_path=home / "logs" / "mlflow.log",
+            port=mlflow_port,
+        )
         started.append(mlflow)
         log("demo: running the training pipeline with kfp.local (this takes a minute or two)")
-        result = run_local(data_uri=str(data), tracking_uri=mlflow.url, pipeline_root=home / "kfp",
-                           deploy_target="local", local_port=_port(8080))
+        result = run_local(
+            data_uri=str(data),
+            tracking_uri=mlflow.url,
+            pipeline_root=home / "kfp",
+            deploy_target="local",
+            local_port=_port(8080),
+        )
         summary: dict[str, Any] = {
             "mlflow": mlflow.url,
             "run": f"{mlflow.url}/#/experiments/{_experiment_id(result['run_id'])}/runs/{result['run_id']}",
@@ -112,14 +128,21 @@ def run_demo(*, workdir: str | Path = ".churnops", rows: int = 7043, keep_runnin
         deploy = result.get("deploy") or _serve_champion(home, mlflow.url)
         served_pid = deploy["pid"]
         summary["model_server"] = deploy["url"]
-        log(f"demo: model server on {deploy['url']} (version {deploy['version']}); sending sample traffic")
+        log(
+            f"demo: model server on {deploy['url']} (version {deploy['version']}); sending sample traffic"
+        )
         summary["traffic"] = _traffic(deploy["url"])
         if shutil.which("prometheus"):
             host = deploy["url"].split("//")[1]
             prom = localstack.start_prometheus(
-                targets={"churnops/churn-predictor": [host]}, workdir=home / "prometheus",
-                rule_files=sorted(Path(__file__).resolve().parents[2].glob("monitoring/prometheus/*.rules.yaml")),
-                scrape_interval="5s", port=_port(9090))
+                targets={"churnops/churn-predictor": [host]},
+                workdir=home / "prometheus",
+                rule_files=sorted(
+                    Path(__file__).resolve().parents[2].glob("monitoring/prometheus/*.rules.yaml")
+                ),
+                scrape_interval="5s",
+                port=_port(9090),
+            )
             started.append(prom)
             summary["prometheus"] = prom.url
         else:
@@ -150,8 +173,12 @@ def _serve_champion(home: Path, tracking_uri: str) -> dict[str, Any]:
     """The pipeline did not deploy (no promotion this time): serve the current champion."""
     from churnops.serving.local import start_model_server
 
-    server = start_model_server("models:/churn@champion", tracking_uri, port=_port(8080),
-                                log_path=home / "logs" / "serve-champion.log")
+    server = start_model_server(
+        "models:/churn@champion",
+        tracking_uri,
+        port=_port(8080),
+        log_path=home / "logs" / "serve-champion.log",
+    )
     return {"url": server.url, "pid": server.popen.pid, "version": "champion"}
 
 
@@ -166,5 +193,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"  model server       {summary['model_server']}/v1/models/churn:predict  (metrics: /metrics)",
     ]
     if "prometheus" in summary:
-        lines.append(f"  Prometheus         {summary['prometheus']}/graph?g0.expr=churnops:requests:rate5m")
+        lines.append(
+            f"  Prometheus         {summary['prometheus']}/graph?g0.expr=churnops:requests:rate5m"
+        )
     log("\n".join(lines) + "\n")

@@ -54,8 +54,16 @@ class Process:
         self.stop()
 
 
-def start(name: str, argv: list[str], *, url: str, health: str, log_path: Path, timeout: float = 90.0,
-          env: dict[str, str] | None = None) -> Process:
+def start(
+    name: str,
+    argv: list[str],
+    *,
+    url: str,
+    health: str,
+    log_path: Path,
+    timeout: float = 90.0,
+    env: dict[str, str] | None = None,
+) -> Process:
     """Start ``argv`` in its own process group and wait until ``url + health`` answers 200.
 
     Raises:
@@ -63,15 +71,20 @@ def start(name: str, argv: list[str], *, url: str, health: str, log_path: Path, 
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                             env={**os.environ, **(env or {})})
+    popen = subprocess.Popen(
+        argv,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
     proc = Process(name, url, popen, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if popen.poll() is not None:
             raise RuntimeError(f"{name} exited with {popen.returncode}:\n{proc.log_tail()}")
         try:
-            with urllib.request.urlopen(url + health, timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(url + health, timeout=2) as response:
                 if response.status == 200:
                     return proc
         except OSError:
@@ -81,25 +94,52 @@ def start(name: str, argv: list[str], *, url: str, health: str, log_path: Path, 
     raise RuntimeError(f"{name} not healthy after {timeout:.0f}s:\n{proc.log_tail()}")
 
 
-def start_mlflow(*, backend_uri: str, artifacts_dir: Path, log_path: Path, port: int | None = None,
-                 host: str = "127.0.0.1") -> Process:
+def start_mlflow(
+    *,
+    backend_uri: str,
+    artifacts_dir: Path,
+    log_path: Path,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+) -> Process:
     """``mlflow server`` with proxied artifacts (clients never touch the artifact store)."""
     port = port or free_port()
     argv = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", backend_uri,
-        "--artifacts-destination", str(artifacts_dir),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        str(artifacts_dir),
         "--serve-artifacts",
-        "--host", host,
-        "--port", str(port),
-        "--workers", "1",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
-    return start("mlflow", argv, url=f"http://{host}:{port}", health="/health", log_path=log_path, timeout=120)
+    return start(
+        "mlflow",
+        argv,
+        url=f"http://{host}:{port}",
+        health="/health",
+        log_path=log_path,
+        timeout=120,
+    )
 
 
-def start_prometheus(*, targets: dict[str, list[str]], workdir: Path, rule_files: list[Path] | None = None,
-                     scrape_interval: str = "15s", port: int | None = None,
-                     binary: str = "prometheus") -> Process:
+def start_prometheus(
+    *,
+    targets: dict[str, list[str]],
+    workdir: Path,
+    rule_files: list[Path] | None = None,
+    scrape_interval: str = "15s",
+    port: int | None = None,
+    binary: str = "prometheus",
+) -> Process:
     """A real Prometheus scraping ``targets`` (job name → ["host:port", ...]).
 
     Job names follow the cluster's PodMonitor (``<namespace>/<name>-predictor``) closely
@@ -111,22 +151,40 @@ def start_prometheus(*, targets: dict[str, list[str]], workdir: Path, rule_files
 
     exe = shutil.which(binary)
     if exe is None:
-        raise FileNotFoundError(f"{binary} not found; `make setup` installs the Debian package prometheus")
+        raise FileNotFoundError(
+            f"{binary} not found; `make setup` installs the Debian package prometheus"
+        )
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [str(p) for p in rule_files or []],
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": hosts}], "scrape_interval": scrape_interval}
+            {
+                "job_name": job,
+                "static_configs": [{"targets": hosts}],
+                "scrape_interval": scrape_interval,
+            }
             for job, hosts in targets.items()
         ],
     }
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config))
-    argv = [exe, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle", "--log.level=warn"]
-    proc = start("prometheus", argv, url=f"http://127.0.0.1:{port}", health="/-/ready",
-                 log_path=workdir / "prometheus.log", timeout=60)
+    argv = [
+        exe,
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+        "--log.level=warn",
+    ]
+    proc = start(
+        "prometheus",
+        argv,
+        url=f"http://127.0.0.1:{port}",
+        health="/-/ready",
+        log_path=workdir / "prometheus.log",
+        timeout=60,
+    )
     proc.extra["config_path"] = config_path
     return proc

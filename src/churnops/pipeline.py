@@ -36,8 +36,9 @@ def repo_root(start: Path | None = None) -> Path:
     for candidate in (here, *here.parents):
         if (candidate / "pipelines" / "churn_training.py").is_file():
             return candidate
-    raise FileNotFoundError("pipelines/churn_training.py not found: run from the churnops checkout "
-                            "or set CHURNOPS_REPO")
+    raise FileNotFoundError(
+        "pipelines/churn_training.py not found: run from the churnops checkout or set CHURNOPS_REPO"
+    )
 
 
 def definition() -> Any:
@@ -88,30 +89,51 @@ def run_local(
     tracking.connect(tracking_uri)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+    )
     run_key = f"local-{uuid.uuid4().hex[:12]}"
     pipeline = definition().build(cluster=False)
     state, error = "SUCCEEDED", None
     log(f"pipeline: running {pipeline.name} locally (run key {run_key}); outputs under {root}")
     try:
-        pipeline(data_uri=data_uri, tracking_uri=tracking_uri, model_name=model_name, experiment=experiment,
-                 deploy_target=deploy_target, local_port=local_port, run_key=run_key, **params)
+        pipeline(
+            data_uri=data_uri,
+            tracking_uri=tracking_uri,
+            model_name=model_name,
+            experiment=experiment,
+            deploy_target=deploy_target,
+            local_port=local_port,
+            run_key=run_key,
+            **params,
+        )
     except Exception as err:  # kfp.local raises RuntimeError naming the failed task
         state, error = "FAILED", err
-    final = steps.finalize(tracking_uri=tracking_uri, run_key=run_key, state=state, model_name=model_name)
-    result: dict[str, Any] = {"state": state, "run_key": run_key, "run_id": final["run_id"],
-                              "pipeline_root": str(root), "removed_versions": final["removed_versions"]}
+    final = steps.finalize(
+        tracking_uri=tracking_uri, run_key=run_key, state=state, model_name=model_name
+    )
+    result: dict[str, Any] = {
+        "state": state,
+        "run_key": run_key,
+        "run_id": final["run_id"],
+        "pipeline_root": str(root),
+        "removed_versions": final["removed_versions"],
+    }
     if final["run_id"]:
         from mlflow import MlflowClient
 
         tags = MlflowClient().get_run(final["run_id"]).data.tags
-        result.update(version=tags.get("registered_version"), promoted=tags.get("promoted") == "true")
+        result.update(
+            version=tags.get("registered_version"), promoted=tags.get("promoted") == "true"
+        )
     result["aliases"] = registry.aliases(model_name)
     if error is not None:
         failure = PipelineFailed(f"pipeline failed: {str(error).strip().splitlines()[-1]}")
         failure.result = result
         raise failure
-    deploy_state = Path(os.environ.get("CHURNOPS_HOME", ".churnops")).resolve() / f"serve-{model_name}.json"
+    deploy_state = (
+        Path(os.environ.get("CHURNOPS_HOME", ".churnops")).resolve() / f"serve-{model_name}.json"
+    )
     if deploy_target == "local" and deploy_state.exists():
         import json
 
@@ -143,16 +165,37 @@ def submit(
     if pipeline_id is None:
         pipeline = client.upload_pipeline(package, pipeline_name=name)
         pipeline_id = pipeline.pipeline_id
-    version = client.upload_pipeline_version(package, pipeline_version_name=version_name, pipeline_id=pipeline_id)
+    version = client.upload_pipeline_version(
+        package, pipeline_version_name=version_name, pipeline_id=pipeline_id
+    )
     exp = client.create_experiment(experiment, namespace=namespace)
     job_name = f"{name}-{version_name}"
     if schedule:
-        job = client.create_recurring_run(exp.experiment_id, job_name, cron_expression=schedule, params=params or {},
-                                          pipeline_id=pipeline_id, version_id=version.pipeline_version_id,
-                                          no_catchup=True)
-        return {"recurring_run_id": job.recurring_run_id, "pipeline_id": pipeline_id,
-                "version_id": version.pipeline_version_id, "schedule": schedule}
-    run = client.run_pipeline(exp.experiment_id, job_name, params=params or {}, pipeline_id=pipeline_id,
-                              version_id=version.pipeline_version_id)
-    return {"run_id": run.run_id, "pipeline_id": pipeline_id, "version_id": version.pipeline_version_id,
-            "url": f"{host.rstrip('/')}/#/runs/details/{run.run_id}"}
+        job = client.create_recurring_run(
+            exp.experiment_id,
+            job_name,
+            cron_expression=schedule,
+            params=params or {},
+            pipeline_id=pipeline_id,
+            version_id=version.pipeline_version_id,
+            no_catchup=True,
+        )
+        return {
+            "recurring_run_id": job.recurring_run_id,
+            "pipeline_id": pipeline_id,
+            "version_id": version.pipeline_version_id,
+            "schedule": schedule,
+        }
+    run = client.run_pipeline(
+        exp.experiment_id,
+        job_name,
+        params=params or {},
+        pipeline_id=pipeline_id,
+        version_id=version.pipeline_version_id,
+    )
+    return {
+        "run_id": run.run_id,
+        "pipeline_id": pipeline_id,
+        "version_id": version.pipeline_version_id,
+        "url": f"{host.rstrip('/')}/#/runs/details/{run.run_id}",
+    }

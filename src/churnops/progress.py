@@ -16,7 +16,9 @@ class Progress:
         every: Minimum seconds between two lines (the final line always prints).
     """
 
-    def __init__(self, task: str, total: int | None = None, *, unit: str = "rows", every: float = 1.0):
+    def __init__(
+        self, task: str, total: int | None = None, *, unit: str = "rows", every: float = 1.0
+    ):
         self.task, self.total, self.unit, self.every = task, total, unit, every
         self.done = 0
         self._start = time.monotonic()

@@ -75,8 +75,12 @@ def retry(call: Callable[[], T], *, what: str, attempts: int = 4, backoff: float
         try:
             return call()
         except MlflowException as err:
-            if getattr(err, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE",
-                                                  "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"):
+            if getattr(err, "error_code", "") in (
+                "RESOURCE_DOES_NOT_EXIST",
+                "INVALID_PARAMETER_VALUE",
+                "RESOURCE_ALREADY_EXISTS",
+                "BAD_REQUEST",
+            ):
                 raise
             error = err
         except (ConnectionError, OSError) as err:
@@ -118,8 +122,10 @@ def register(model_uri: str, *, name: str, run_id: str, tags: dict[str, str]) ->
     except MlflowException as err:
         if getattr(err, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
             raise
-    existing = retry(lambda: client.search_model_versions(f"name='{name}' and run_id='{run_id}'"),
-                     what="search versions")
+    existing = retry(
+        lambda: client.search_model_versions(f"name='{name}' and run_id='{run_id}'"),
+        what="search versions",
+    )
     if existing:
         version = str(existing[0].version)
         log(f"registry: run {run_id} already registered as {name} v{version}")
@@ -130,8 +136,14 @@ def register(model_uri: str, *, name: str, run_id: str, tags: dict[str, str]) ->
         version = str(mv.version)
     try:
         for key, value in tags.items():
-            retry(lambda k=key, v=value: client.set_model_version_tag(name, version, k, v), what="tag version")
-        retry(lambda: client.set_registered_model_alias(name, CHALLENGER, version), what="set challenger")
+            retry(
+                lambda k=key, v=value: client.set_model_version_tag(name, version, k, v),
+                what="tag version",
+            )
+        retry(
+            lambda: client.set_registered_model_alias(name, CHALLENGER, version),
+            what="set challenger",
+        )
     except Exception:
         if not existing:
             try:
@@ -175,7 +187,9 @@ def gate(
     """
     reasons = []
     if challenger["roc_auc"] < config.min_roc_auc:
-        reasons.append(f"roc_auc {challenger['roc_auc']:.4f} below the minimum {config.min_roc_auc}")
+        reasons.append(
+            f"roc_auc {challenger['roc_auc']:.4f} below the minimum {config.min_roc_auc}"
+        )
     if challenger["f1"] < config.min_f1:
         reasons.append(f"f1 {challenger['f1']:.4f} below the minimum {config.min_f1}")
     if champion is not None:
@@ -199,8 +213,13 @@ def promote(name: str, version: str) -> dict[str, str]:
     if current == str(version):
         return aliases(name)
     if current is not None:
-        retry(lambda: client.set_registered_model_alias(name, PREVIOUS, current), what="set previous-champion")
-    retry(lambda: client.set_registered_model_alias(name, CHAMPION, str(version)), what="set champion")
+        retry(
+            lambda: client.set_registered_model_alias(name, PREVIOUS, current),
+            what="set previous-champion",
+        )
+    retry(
+        lambda: client.set_registered_model_alias(name, CHAMPION, str(version)), what="set champion"
+    )
     return aliases(name)
 
 
@@ -217,15 +236,23 @@ def rollback(name: str) -> dict[str, str]:
     client = _client()
     retry(lambda: client.set_registered_model_alias(name, CHAMPION, previous), what="set champion")
     if (bad := state.get(CHAMPION)) is not None:
-        retry(lambda: client.set_model_version_tag(name, bad, "rolled_back", "true"), what="tag version")
-    retry(lambda: client.delete_registered_model_alias(name, PREVIOUS), what="clear previous-champion")
+        retry(
+            lambda: client.set_model_version_tag(name, bad, "rolled_back", "true"),
+            what="tag version",
+        )
+    retry(
+        lambda: client.delete_registered_model_alias(name, PREVIOUS), what="clear previous-champion"
+    )
     return aliases(name)
 
 
 def tag_version(name: str, version: str, tags: dict[str, str]) -> None:
     client = _client()
     for key, value in tags.items():
-        retry(lambda k=key, v=value: client.set_model_version_tag(name, version, k, v), what="tag version")
+        retry(
+            lambda k=key, v=value: client.set_model_version_tag(name, version, k, v),
+            what="tag version",
+        )
 
 
 def version_tags(name: str, version: str) -> dict[str, str]:

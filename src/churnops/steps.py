@@ -34,7 +34,9 @@ def _find_run(run_key: str) -> Any | None:
     return runs[0] if runs else None
 
 
-def open_run(*, tracking_uri: str, experiment: str, model_name: str, run_key: str, params: dict[str, Any]) -> str:
+def open_run(
+    *, tracking_uri: str, experiment: str, model_name: str, run_key: str, params: dict[str, Any]
+) -> str:
     """Create (or, on retry, find) the MLflow run that the whole pipeline run logs into."""
     import mlflow
     from mlflow import MlflowClient
@@ -47,16 +49,26 @@ def open_run(*, tracking_uri: str, experiment: str, model_name: str, run_key: st
     run = client.create_run(
         experiment_id,
         run_name=f"pipeline-{model_name}",
-        tags={RUN_KEY_TAG: run_key, "churnops.data_uri": str(params.get("data_uri", "")),
-              "churnops.git_commit": tracking.git_commit(), "churnops.orchestrator": "kfp"},
+        tags={
+            RUN_KEY_TAG: run_key,
+            "churnops.data_uri": str(params.get("data_uri", "")),
+            "churnops.git_commit": tracking.git_commit(),
+            "churnops.orchestrator": "kfp",
+        },
     )
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
     return str(run.info.run_id)
 
 
-def ingest(*, data_uri: str, dataset_path: str, tracking_uri: str, run_id: str,
-           config: ValidationConfig = ValidationConfig()) -> dict[str, Any]:
+def ingest(
+    *,
+    data_uri: str,
+    dataset_path: str,
+    tracking_uri: str,
+    run_id: str,
+    config: ValidationConfig = ValidationConfig(),
+) -> dict[str, Any]:
     """Read + validate; write the typed table as Parquet. The report goes to MLflow either way.
 
     Raises:
@@ -64,23 +76,35 @@ def ingest(*, data_uri: str, dataset_path: str, tracking_uri: str, run_id: str,
     """
     data = workflow.ingest(data_uri, config=config)
     tracking.connect(tracking_uri)
-    registry.retry(lambda: workflow.log_validation(data.report, run_id), what="log validation report")
-    result = {"rows": data.report.rows, "label_rate": data.report.label_rate, "digest": data.digest,
-              "ok": data.report.ok, "violations": len(data.report.violations),
-              "warnings": len(data.report.warnings), "markdown": data.report.to_markdown()}
+    registry.retry(
+        lambda: workflow.log_validation(data.report, run_id), what="log validation report"
+    )
+    result = {
+        "rows": data.report.rows,
+        "label_rate": data.report.label_rate,
+        "digest": data.digest,
+        "ok": data.report.ok,
+        "violations": len(data.report.violations),
+        "warnings": len(data.report.warnings),
+        "markdown": data.report.to_markdown(),
+    }
     data.report.raise_for_violations()
     data.frame.to_parquet(dataset_path, index=False)
     return result
 
 
-def split_data(*, dataset_path: str, train_path: str, test_path: str, test_size: float, seed: int) -> dict[str, int]:
+def split_data(
+    *, dataset_path: str, train_path: str, test_path: str, test_size: float, seed: int
+) -> dict[str, int]:
     parts = split(pd.read_parquet(dataset_path), test_size=test_size, seed=seed)
     parts.train.to_parquet(train_path, index=False)
     parts.test.to_parquet(test_path, index=False)
     return {"train_rows": len(parts.train), "test_rows": len(parts.test)}
 
 
-def train(*, train_path: str, candidate: str, model_path: str, config: TrainConfig) -> dict[str, Any]:
+def train(
+    *, train_path: str, candidate: str, model_path: str, config: TrainConfig
+) -> dict[str, Any]:
     """Train one candidate; save it with skops; return its metadata."""
     trained = train_candidate(candidate, pd.read_parquet(train_path), config=config)
     serialize.dump(trained.model, model_path)
@@ -90,9 +114,15 @@ def train(*, train_path: str, candidate: str, model_path: str, config: TrainConf
 
 
 def _candidate(model_path: str, meta: dict[str, Any]) -> Candidate:
-    fields = {k: meta[k] for k in ("name", "params", "threshold", "cv_roc_auc", "cv_f1", "fit_seconds")}
-    return Candidate(model=serialize.load(model_path), search_rows=int(meta["search_rows"]),
-                     cv_scores=dict(meta.get("cv_scores") or {}), **fields)
+    fields = {
+        k: meta[k] for k in ("name", "params", "threshold", "cv_roc_auc", "cv_f1", "fit_seconds")
+    }
+    return Candidate(
+        model=serialize.load(model_path),
+        search_rows=int(meta["search_rows"]),
+        cv_scores=dict(meta.get("cv_scores") or {}),
+        **fields,
+    )
 
 
 def evaluate_select(
@@ -140,18 +170,38 @@ def evaluate_select(
     roc = ev.roc_points()
     classification.log_roc_curve([p[0] for p in roc], [p[1] for p in roc], [p[2] for p in roc])
     classification.log_confusion_matrix(["stays", "churns"], ev.confusion())
-    Path(card_path).write_text(model_card(
-        model_name=model_name, candidate=winner.name, params=winner.params, threshold=winner.threshold,
-        metrics=ev.metrics, comparison=comparison, data_source=data_uri, data_digest=digest,
-        rows={"test": len(test)}, label_rate=label_rate,
-    ))
+    Path(card_path).write_text(
+        model_card(
+            model_name=model_name,
+            candidate=winner.name,
+            params=winner.params,
+            threshold=winner.threshold,
+            metrics=ev.metrics,
+            comparison=comparison,
+            data_source=data_uri,
+            data_digest=digest,
+            rows={"test": len(test)},
+            label_rate=label_rate,
+        )
+    )
     return {**candidates[index][1], "comparison": comparison}
 
 
-def register(*, winner_path: str, winner_meta: dict[str, Any], comparison: dict[str, dict[str, Any]],
-             train_path: str, test_path: str, tracking_uri: str, run_id: str, model_name: str,
-             data_uri: str, digest: str, label_rate: float | None,
-             gate_config: registry.GateConfig) -> dict[str, Any]:
+def register(
+    *,
+    winner_path: str,
+    winner_meta: dict[str, Any],
+    comparison: dict[str, dict[str, Any]],
+    train_path: str,
+    test_path: str,
+    tracking_uri: str,
+    run_id: str,
+    model_name: str,
+    data_uri: str,
+    digest: str,
+    label_rate: float | None,
+    gate_config: registry.GateConfig,
+) -> dict[str, Any]:
     """Log candidates and winner into the pipeline's MLflow run, register, gate, promote."""
     import mlflow
 
@@ -163,11 +213,21 @@ def register(*, winner_path: str, winner_meta: dict[str, Any], comparison: dict[
     experiment_id = client.get_run(run_id).info.experiment_id
     with mlflow.start_run(run_id=run_id):
         # A retried step must not log the candidates twice.
-        if not client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=1):
+        if not client.search_runs(
+            [experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=1
+        ):
             workflow.log_candidates(comparison)
-        return workflow.publish(winner, evaluation, split_=parts, comparison=comparison, label_rate=label_rate,
-                                data_uri=data_uri, data_digest=digest, model_name=model_name,
-                                gate_config=gate_config)
+        return workflow.publish(
+            winner,
+            evaluation,
+            split_=parts,
+            comparison=comparison,
+            label_rate=label_rate,
+            data_uri=data_uri,
+            data_digest=digest,
+            model_name=model_name,
+            gate_config=gate_config,
+        )
 
 
 def finalize(*, tracking_uri: str, run_key: str, state: str, model_name: str) -> dict[str, Any]:
@@ -188,7 +248,9 @@ def finalize(*, tracking_uri: str, run_key: str, state: str, model_name: str) ->
     succeeded = state.upper() == "SUCCEEDED"
     removed = []
     if not succeeded:
-        for mv in client.search_model_versions(f"name='{model_name}' and run_id='{run.info.run_id}'"):
+        for mv in client.search_model_versions(
+            f"name='{model_name}' and run_id='{run.info.run_id}'"
+        ):
             if "gate" not in (mv.tags or {}):
                 client.delete_model_version(model_name, mv.version)
                 removed.append(str(mv.version))

@@ -54,7 +54,7 @@ def connect(tracking_uri: str, *, attempts: int = 5, backoff: float = 1.0) -> No
     error: Exception | None = None
     for attempt in range(attempts):
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
                     return
         except Exception as err:
@@ -63,7 +63,9 @@ def connect(tracking_uri: str, *, attempts: int = 5, backoff: float = 1.0) -> No
             delay = backoff * 2**attempt
             log(f"mlflow: {tracking_uri} not answering ({error}); retrying in {delay:.0f}s")
             time.sleep(delay)
-    raise RegistryUnavailable(f"MLflow at {tracking_uri} is unreachable after {attempts} attempts: {error}")
+    raise RegistryUnavailable(
+        f"MLflow at {tracking_uri} is unreachable after {attempts} attempts: {error}"
+    )
 
 
 def content_digest(uri: str) -> str:
@@ -87,8 +89,13 @@ def git_commit() -> str:
     if commit := os.environ.get("CHURNOPS_GIT_COMMIT"):
         return commit
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -102,7 +109,10 @@ def signature() -> Any:
     from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
     inputs = Schema(
-        [ColSpec("double" if f.is_numeric else "string", f.name, required=True) for f in contract.FEATURES]
+        [
+            ColSpec("double" if f.is_numeric else "string", f.name, required=True)
+            for f in contract.FEATURES
+        ]
     )
     outputs = Schema([TensorSpec(np.dtype("float64"), (-1, 2))])
     return ModelSignature(inputs=inputs, outputs=outputs)

@@ -19,8 +19,8 @@ import pandas as pd
 
 from churnops import registry, tracking
 from churnops.data import ValidationConfig, ValidationReport, contract
-from churnops.data.validate import _run as _validate_chunks
 from churnops.data.io import iter_raw
+from churnops.data.validate import _run as _validate_chunks
 from churnops.errors import ContractViolation, ModelLoadError
 from churnops.model.evaluate import Evaluation, evaluate, model_card, plots, score
 from churnops.model.train import Candidate, Split, TrainConfig, select, split, train_candidate, xy
@@ -42,7 +42,9 @@ def ingest(data_uri: str, *, config: ValidationConfig = ValidationConfig()) -> I
         DataSourceError: The data cannot be read.
     """
     digest = tracking.content_digest(data_uri)
-    report, frame = _validate_chunks(iter_raw(data_uri), data_uri, config, keep=True, progress=Progress("ingest"))
+    report, frame = _validate_chunks(
+        iter_raw(data_uri), data_uri, config, keep=True, progress=Progress("ingest")
+    )
     return Ingested(frame if frame is not None else pd.DataFrame(), report, digest)
 
 
@@ -56,12 +58,20 @@ def log_validation(report: ValidationReport, run_id: str) -> None:
     client.set_tag(run_id, "validation", "passed" if report.ok else "failed")
 
 
-def compare(candidates: list[Candidate], evaluations: dict[str, Evaluation]) -> dict[str, dict[str, Any]]:
+def compare(
+    candidates: list[Candidate], evaluations: dict[str, Evaluation]
+) -> dict[str, dict[str, Any]]:
     """candidate → its hyper-parameters, cross-validation scores, threshold, fit time and
     test metrics (for the model card, the KFP UI and one MLflow child run each)."""
     return {
-        c.name: {"params": c.params, "cv_roc_auc": c.cv_roc_auc, "cv_f1": c.cv_f1, "threshold": c.threshold,
-                 "fit_seconds": c.fit_seconds, **evaluations[c.name].metrics}
+        c.name: {
+            "params": c.params,
+            "cv_roc_auc": c.cv_roc_auc,
+            "cv_f1": c.cv_f1,
+            "threshold": c.threshold,
+            "fit_seconds": c.fit_seconds,
+            **evaluations[c.name].metrics,
+        }
         for c in candidates
     }
 
@@ -114,17 +124,30 @@ def publish(
 
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
     metrics = evaluation.metrics
-    mlflow.log_params({"candidate": winner.name, "threshold": round(winner.threshold, 6),
-                       **{f"best.{k}": v for k, v in winner.params.items()}})
+    mlflow.log_params(
+        {
+            "candidate": winner.name,
+            "threshold": round(winner.threshold, 6),
+            **{f"best.{k}": v for k, v in winner.params.items()},
+        }
+    )
     mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
     mlflow.log_metrics({"cv_roc_auc": winner.cv_roc_auc, "cv_f1": winner.cv_f1})
     with tempfile.TemporaryDirectory() as tmp:
         plots(evaluation, tmp, title=f"{model_name} ({winner.name})")
         mlflow.log_artifacts(tmp, "plots")
     card = model_card(
-        model_name=model_name, candidate=winner.name, params=winner.params, threshold=winner.threshold,
-        metrics=metrics, comparison=comparison, data_source=data_uri, data_digest=data_digest,
-        rows={"train": len(split_.train), "test": len(split_.test)}, label_rate=label_rate, run_id=run_id,
+        model_name=model_name,
+        candidate=winner.name,
+        params=winner.params,
+        threshold=winner.threshold,
+        metrics=metrics,
+        comparison=comparison,
+        data_source=data_uri,
+        data_digest=data_digest,
+        rows={"train": len(split_.train), "test": len(split_.test)},
+        label_rate=label_rate,
+        run_id=run_id,
     )
     mlflow.log_text(card, "model_card.md")
     mlflow.log_text(json.dumps(comparison, indent=2), "candidates.json")
@@ -135,7 +158,11 @@ def publish(
         winner.model,
         input_example=x_test.head(5),
         profile=build_profile(x_train, evaluation.probabilities),
-        metadata={"threshold": winner.threshold, "candidate": winner.name, "data_digest": data_digest},
+        metadata={
+            "threshold": winner.threshold,
+            "candidate": winner.name,
+            "data_digest": data_digest,
+        },
     )
     tags = {
         "candidate": winner.name,
@@ -146,8 +173,14 @@ def publish(
     }
     version = registry.register(model_uri, name=model_name, run_id=run_id, tags=tags)
     decision = _gate(model_name, version, x_test, y_test, metrics, gate_config)
-    registry.tag_version(model_name, version, {"gate": "passed" if decision.promote else "rejected",
-                                               "gate_reasons": "; ".join(decision.reasons)[:4000]})
+    registry.tag_version(
+        model_name,
+        version,
+        {
+            "gate": "passed" if decision.promote else "rejected",
+            "gate_reasons": "; ".join(decision.reasons)[:4000],
+        },
+    )
     if decision.promote:
         registry.promote(model_name, version)
         log(f"publish: {model_name} v{version} promoted to champion")
@@ -170,8 +203,14 @@ def publish(
     }
 
 
-def _gate(name: str, version: str, x_test: pd.DataFrame, y_test: np.ndarray, metrics: dict[str, float],
-          config: registry.GateConfig) -> registry.GateDecision:
+def _gate(
+    name: str,
+    version: str,
+    x_test: pd.DataFrame,
+    y_test: np.ndarray,
+    metrics: dict[str, float],
+    config: registry.GateConfig,
+) -> registry.GateDecision:
     try:
         current = registry.champion_scores(name, x_test)
     except ModelLoadError as err:
@@ -182,7 +221,9 @@ def _gate(name: str, version: str, x_test: pd.DataFrame, y_test: np.ndarray, met
         return registry.gate(metrics, None, config=config)
     champion_version, proba = current
     threshold = float(registry.version_tags(name, champion_version).get("threshold", 0.5))
-    return registry.gate(metrics, score(y_test, proba, threshold), champion_version=champion_version, config=config)
+    return registry.gate(
+        metrics, score(y_test, proba, threshold), champion_version=champion_version, config=config
+    )
 
 
 def run_training(
@@ -207,17 +248,31 @@ def run_training(
     tracking.connect(tracking_uri)
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=f"train-{model_name}") as run:
-        mlflow.set_tags({"churnops.data_uri": data_uri, "churnops.git_commit": tracking.git_commit()})
-        mlflow.log_params({k: (",".join(v) if isinstance(v, tuple) else v) for k, v in asdict(train_config).items()})
+        mlflow.set_tags(
+            {"churnops.data_uri": data_uri, "churnops.git_commit": tracking.git_commit()}
+        )
+        mlflow.log_params(
+            {
+                k: (",".join(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(train_config).items()
+            }
+        )
         mlflow.log_params({f"gate.{k}": v for k, v in asdict(gate_config).items()})
         data = ingest(data_uri, config=validation_config)
         log_validation(data.report, run.info.run_id)
         data.report.raise_for_violations()
-        log(f"ingest: {data.report.rows:,} rows, churn rate {data.report.label_rate:.1%}, "
-            f"{len(data.report.warnings)} warning(s)")
+        log(
+            f"ingest: {data.report.rows:,} rows, churn rate {data.report.label_rate:.1%}, "
+            f"{len(data.report.warnings)} warning(s)"
+        )
         mlflow.log_input(
-            mlflow.data.from_pandas(data.frame.head(0), source=data_uri, targets=contract.LABEL.name,
-                                    name=Path(data_uri).name, digest=data.digest[:32]),
+            mlflow.data.from_pandas(
+                data.frame.head(0),
+                source=data_uri,
+                targets=contract.LABEL.name,
+                name=Path(data_uri).name,
+                digest=data.digest[:32],
+            ),
             context="training",
         )
         parts = split(data.frame, test_size=train_config.test_size, seed=train_config.seed)
@@ -228,8 +283,15 @@ def run_training(
         winner = select(candidates)
         log(f"select: {winner.name} (out-of-fold ROC AUC {winner.cv_roc_auc:.4f})")
         summary = publish(
-            winner, evaluations[winner.name], split_=parts, comparison=comparison, label_rate=data.report.label_rate,
-            data_uri=data_uri, data_digest=data.digest, model_name=model_name, gate_config=gate_config,
+            winner,
+            evaluations[winner.name],
+            split_=parts,
+            comparison=comparison,
+            label_rate=data.report.label_rate,
+            data_uri=data_uri,
+            data_digest=data.digest,
+            model_name=model_name,
+            gate_config=gate_config,
         )
         assert summary["run_id"] == run.info.run_id
         return summary

@@ -19,14 +19,24 @@ MODEL = "churn-pipeline"
 
 def _outputs(pipeline_root: Path, task: str) -> dict:
     [path] = sorted(pipeline_root.glob(f"churn-training-*/**/{task}/executor_output.json"))[-1:]
-    return {name: spec["artifacts"][0] for name, spec in json.loads(path.read_text())["artifacts"].items()}
+    return {
+        name: spec["artifacts"][0]
+        for name, spec in json.loads(path.read_text())["artifacts"].items()
+    }
 
 
 @pytest.fixture(scope="module")
-def good_run(mlflow_server: str, churn_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+def good_run(
+    mlflow_server: str, churn_csv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict, Path]:
     root = tmp_path_factory.mktemp("kfp")
-    result = run_local(data_uri=str(churn_csv), tracking_uri=mlflow_server, model_name=MODEL,
-                       experiment="pipeline-tests", pipeline_root=root)
+    result = run_local(
+        data_uri=str(churn_csv),
+        tracking_uri=mlflow_server,
+        model_name=MODEL,
+        experiment="pipeline-tests",
+        pipeline_root=root,
+    )
     return result, root
 
 
@@ -37,10 +47,18 @@ def test_pipeline_registers_and_promotes_a_champion(good_run, mlflow_server):
     assert result["aliases"] == {"challenger": result["version"], "champion": result["version"]}
     run = MlflowClient(mlflow_server).get_run(result["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.tags["validation"] == "passed" and run.data.tags["churnops.pipeline_state"] == "SUCCEEDED"
+    assert (
+        run.data.tags["validation"] == "passed"
+        and run.data.tags["churnops.pipeline_state"] == "SUCCEEDED"
+    )
     children = MlflowClient(mlflow_server).search_runs(
-        [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
-    assert sorted(c.data.tags["mlflow.runName"] for c in children) == ["logreg", "random_forest", "xgboost"]
+        [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+    )
+    assert sorted(c.data.tags["mlflow.runName"] for c in children) == [
+        "logreg",
+        "random_forest",
+        "xgboost",
+    ]
 
 
 def test_kfp_ui_artifacts(good_run):
@@ -60,11 +78,15 @@ def test_kfp_ui_artifacts(good_run):
     assert card.startswith("# Model card") and "| roc_auc |" in card
     report = Path(_outputs(root, "ingest-validate")["report"]["uri"]).read_text()
     assert "# Data validation: PASSED" in report
-    trained = sorted(root.glob("churn-training-*/train-candidates-local/*/train-candidate/executor_output.json"))
+    trained = sorted(
+        root.glob("churn-training-*/train-candidates-local/*/train-candidate/executor_output.json")
+    )
     assert len(trained) == 3
 
 
-def test_broken_data_fails_at_validation_and_registers_nothing(good_run, mlflow_server, churn_csv, tmp_path):
+def test_broken_data_fails_at_validation_and_registers_nothing(
+    good_run, mlflow_server, churn_csv, tmp_path
+):
     result, _ = good_run
     broken = pd.read_csv(churn_csv, dtype=str, keep_default_na=False)
     broken.loc[3, "MonthlyCharges"] = "lots"
@@ -73,12 +95,20 @@ def test_broken_data_fails_at_validation_and_registers_nothing(good_run, mlflow_
     client = MlflowClient(mlflow_server)
     before = len(client.search_model_versions(f"name='{MODEL}'"))
     with pytest.raises(PipelineFailed, match="ingest-validate") as failure:
-        run_local(data_uri=str(path), tracking_uri=mlflow_server, model_name=MODEL, experiment="pipeline-tests",
-                  pipeline_root=tmp_path / "kfp")
+        run_local(
+            data_uri=str(path),
+            tracking_uri=mlflow_server,
+            model_name=MODEL,
+            experiment="pipeline-tests",
+            pipeline_root=tmp_path / "kfp",
+        )
     failed = failure.value.result
     assert failed["state"] == "FAILED" and failed["aliases"] == result["aliases"]
     assert len(client.search_model_versions(f"name='{MODEL}'")) == before
     run = client.get_run(failed["run_id"])
     assert run.info.status == "FAILED" and run.data.tags["validation"] == "failed"
     report = client.download_artifacts(run.info.run_id, "validation/report.md", str(tmp_path))
-    assert "column 'MonthlyCharges'" in Path(report).read_text() and "row 3" in Path(report).read_text()
+    assert (
+        "column 'MonthlyCharges'" in Path(report).read_text()
+        and "row 3" in Path(report).read_text()
+    )

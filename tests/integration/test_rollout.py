@@ -8,6 +8,7 @@ Chaos knobs of the model server make a canary fail or slow down.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "churn-rollout"
 REPO = Path(__file__).resolve().parents[2]
-FAST = AnalysisConfig(steps=(25, 50, 100), interval_seconds=4, min_requests=15, deadline_seconds=12,
-                      max_latency_ratio=1.5, latency_slack_seconds=0.01)
+FAST = AnalysisConfig(
+    steps=(25, 50, 100),
+    interval_seconds=4,
+    min_requests=15,
+    deadline_seconds=12,
+    max_latency_ratio=1.5,
+    latency_slack_seconds=0.01,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +44,31 @@ def versions(mlflow_server: str, data_dir: Path) -> dict[str, str]:
     config = TrainConfig(candidates=("logreg",), search_folds=2, threshold_folds=3)
     out = {}
     for key, seed in (("stable", 31), ("healthy", 32)):
-        path = write(GeneratorConfig(rows=3000, seed=seed), data_dir / f"rollout-{key}.csv", show_progress=False)
-        out[key] = run_training(str(path), tracking_uri=mlflow_server, model_name=MODEL,
-                                experiment="rollout-tests", train_config=config)["version"]
+        path = write(
+            GeneratorConfig(rows=3000, seed=seed),
+            data_dir / f"rollout-{key}.csv",
+            show_progress=False,
+        )
+        out[key] = run_training(
+            str(path),
+            tracking_uri=mlflow_server,
+            model_name=MODEL,
+            experiment="rollout-tests",
+            train_config=config,
+        )["version"]
     shifted = generate(GeneratorConfig(rows=3000, seed=33))
     flip = (shifted["Churn"] == "No") & (np.random.default_rng(1).random(len(shifted)) < 0.7)
     shifted.loc[flip, "Churn"] = "Yes"
     shifted_path = data_dir / "rollout-shifted.csv"
     shifted.to_csv(shifted_path, index=False)
-    out["shifted"] = run_training(str(shifted_path), tracking_uri=mlflow_server, model_name=MODEL,
-                                  experiment="rollout-tests", train_config=config,
-                                  gate_config=registry.GateConfig(min_roc_auc=0.0, min_f1=0.0, tolerance=1.0))["version"]
+    out["shifted"] = run_training(
+        str(shifted_path),
+        tracking_uri=mlflow_server,
+        model_name=MODEL,
+        experiment="rollout-tests",
+        train_config=config,
+        gate_config=registry.GateConfig(min_roc_auc=0.0, min_f1=0.0, tolerance=1.0),
+    )["version"]
     return out
 
 
@@ -59,16 +80,23 @@ def ports() -> dict[str, int]:
 @pytest.fixture(scope="module")
 def prometheus(ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory):
     targets = {"churnops/churn-predictor": [f"127.0.0.1:{p}" for p in ports.values()]}
-    with localstack.start_prometheus(targets=targets, workdir=tmp_path_factory.mktemp("prometheus"),
-                                     rule_files=sorted(REPO.glob("monitoring/prometheus/*.rules.yaml")),
-                                     scrape_interval="1s") as prom:
+    with localstack.start_prometheus(
+        targets=targets,
+        workdir=tmp_path_factory.mktemp("prometheus"),
+        rule_files=sorted(REPO.glob("monitoring/prometheus/*.rules.yaml")),
+        scrape_interval="1s",
+    ) as prom:
         yield prom.url
 
 
 @pytest.fixture(scope="module")
 def stable(versions, mlflow_server, ports, tmp_path_factory):
-    with start_model_server(f"models:/{MODEL}/{versions['stable']}", mlflow_server, port=ports["stable"],
-                            log_path=tmp_path_factory.mktemp("logs") / "stable.log") as server:
+    with start_model_server(
+        f"models:/{MODEL}/{versions['stable']}",
+        mlflow_server,
+        port=ports["stable"],
+        log_path=tmp_path_factory.mktemp("logs") / "stable.log",
+    ) as server:
         yield server
 
 
@@ -81,41 +109,81 @@ def _reset_aliases(mlflow_server: str, versions: dict[str, str]) -> None:
     client = MlflowClient(mlflow_server)
     client.set_registered_model_alias(MODEL, "champion", versions["stable"])
     for alias in ("previous-champion",):
-        try:
+        with contextlib.suppress(Exception):
             client.delete_registered_model_alias(MODEL, alias)
-        except Exception:
-            pass
 
 
-def rollout(scenario: str, *, version: str, versions, mlflow_server, prometheus, stable, ports, records,
-            tmp_path: Path, chaos: dict[str, str] | None = None, traffic: bool = True,
-            prometheus_url: str | None = None) -> tuple[dict, LocalTarget]:
+def rollout(
+    scenario: str,
+    *,
+    version: str,
+    versions,
+    mlflow_server,
+    prometheus,
+    stable,
+    ports,
+    records,
+    tmp_path: Path,
+    chaos: dict[str, str] | None = None,
+    traffic: bool = True,
+    prometheus_url: str | None = None,
+) -> tuple[dict, LocalTarget]:
     tracking.connect(mlflow_server)
     _reset_aliases(mlflow_server, versions)
-    target = LocalTarget(f"models:/{MODEL}/{versions['stable']}", stable.url, f"http://127.0.0.1:{ports['canary']}")
-    with start_model_server(f"models:/{MODEL}/{version}", mlflow_server, port=ports["canary"],
-                            log_path=tmp_path / f"canary-{scenario}.log", env=chaos or {}):
+    target = LocalTarget(
+        f"models:/{MODEL}/{versions['stable']}", stable.url, f"http://127.0.0.1:{ports['canary']}"
+    )
+    with start_model_server(
+        f"models:/{MODEL}/{version}",
+        mlflow_server,
+        port=ports["canary"],
+        log_path=tmp_path / f"canary-{scenario}.log",
+        env=chaos or {},
+    ):
         if traffic:
             with Traffic(target, records):
-                result = canary(target, model_name=MODEL, version=version, prometheus_url=prometheus_url or prometheus,
-                                config=FAST)
+                result = canary(
+                    target,
+                    model_name=MODEL,
+                    version=version,
+                    prometheus_url=prometheus_url or prometheus,
+                    config=FAST,
+                )
         else:
-            result = canary(target, model_name=MODEL, version=version, prometheus_url=prometheus_url or prometheus,
-                            config=FAST)
+            result = canary(
+                target,
+                model_name=MODEL,
+                version=version,
+                prometheus_url=prometheus_url or prometheus,
+                config=FAST,
+            )
     return result, target
 
 
 @pytest.fixture
 def scenario(versions, mlflow_server, prometheus, stable, ports, records, tmp_path):
     def run(name: str, version_key: str, **kwargs):
-        return rollout(name, version=versions[version_key], versions=versions, mlflow_server=mlflow_server,
-                       prometheus=prometheus, stable=stable, ports=ports, records=records, tmp_path=tmp_path,
-                       **kwargs)
+        return rollout(
+            name,
+            version=versions[version_key],
+            versions=versions,
+            mlflow_server=mlflow_server,
+            prometheus=prometheus,
+            stable=stable,
+            ports=ports,
+            records=records,
+            tmp_path=tmp_path,
+            **kwargs,
+        )
+
     return run
 
 
 def _aliases(mlflow_server: str) -> dict[str, str]:
-    return {k: str(v) for k, v in MlflowClient(mlflow_server).get_registered_model(MODEL).aliases.items()}
+    return {
+        k: str(v)
+        for k, v in MlflowClient(mlflow_server).get_registered_model(MODEL).aliases.items()
+    }
 
 
 def test_healthy_canary_is_promoted_and_aliases_move(scenario, versions, mlflow_server):
@@ -125,7 +193,10 @@ def test_healthy_canary_is_promoted_and_aliases_move(scenario, versions, mlflow_
     assert target.calls[0].startswith("start") and target.calls[-1] == "promote"
     assert "percent 50" in target.calls and "percent 100" in target.calls
     aliases = _aliases(mlflow_server)
-    assert aliases["champion"] == versions["healthy"] and aliases["previous-champion"] == versions["stable"]
+    assert (
+        aliases["champion"] == versions["healthy"]
+        and aliases["previous-champion"] == versions["stable"]
+    )
     final = result["decisions"][-1]["numbers"]
     assert final["canary_requests"] >= FAST.min_requests and "prediction_ks" in final
 
@@ -161,7 +232,9 @@ def test_no_traffic_is_inconclusive_and_never_promotes(scenario, versions, mlflo
 
 
 def test_prometheus_down_never_promotes(scenario, versions, mlflow_server):
-    result, _ = scenario("blind", "healthy", prometheus_url=f"http://127.0.0.1:{localstack.free_port()}")
+    result, _ = scenario(
+        "blind", "healthy", prometheus_url=f"http://127.0.0.1:{localstack.free_port()}"
+    )
     assert result["outcome"] == "rolled_back"
     assert all(d["decision"] in ("hold", "rollback") for d in result["decisions"])
     assert "Prometheus unavailable" in result["decisions"][0]["reason"]

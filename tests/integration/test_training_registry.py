@@ -25,9 +25,26 @@ MODEL = "churn-registry"
 def train(data: Path, tracking_uri: str, *extra: str) -> tuple[int, dict | None, str]:
     """Run the real CLI; return (exit code, JSON of the last stdout line, stderr)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "churnops.cli", "train", "--data", str(data), "--tracking-uri", tracking_uri,
-         "--model-name", MODEL, "--experiment", "registry-tests", "--candidates", "logreg", *extra],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "churnops.cli",
+            "train",
+            "--data",
+            str(data),
+            "--tracking-uri",
+            tracking_uri,
+            "--model-name",
+            MODEL,
+            "--experiment",
+            "registry-tests",
+            "--candidates",
+            "logreg",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     lines = proc.stdout.strip().splitlines()
     result = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
@@ -60,7 +77,10 @@ def runs(mlflow_server: str, data: dict[str, Path]) -> dict:
     out["worse"] = train(data["noisy"], mlflow_server, "--min-roc-auc", "0.5", "--min-f1", "0.3")
     versions_before = len(client.search_model_versions(f"name='{MODEL}'"))
     out["broken"] = train(data["broken"], mlflow_server)
-    out["versions_after_broken"] = (versions_before, len(client.search_model_versions(f"name='{MODEL}'")))
+    out["versions_after_broken"] = (
+        versions_before,
+        len(client.search_model_versions(f"name='{MODEL}'")),
+    )
     out["aliases"] = MlflowClient(mlflow_server).get_registered_model(MODEL).aliases
     return out
 
@@ -70,7 +90,15 @@ def test_first_run_sets_the_champion(runs):
     assert code == 0, stderr
     assert result["version"] == "1" and result["promoted"] is True
     assert result["aliases"] == {"challenger": "1", "champion": "1"}
-    assert set(result["metrics"]) >= {"roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "brier"}
+    assert set(result["metrics"]) >= {
+        "roc_auc",
+        "pr_auc",
+        "f1",
+        "precision",
+        "recall",
+        "accuracy",
+        "brier",
+    }
     assert result["metrics"]["roc_auc"] > 0.75 and 0 < result["threshold"] < 1
     assert "train[logreg]" in stderr, "progress goes to stderr"
 
@@ -97,10 +125,16 @@ def test_invalid_data_registers_nothing(runs, mlflow_server):
     assert "column 'tenure'" in stderr and "row 7" in stderr
     before, after = runs["versions_after_broken"]
     assert before == after == 3
-    assert {k: str(v) for k, v in runs["aliases"].items()} == {"challenger": "3", "champion": "2", "previous-champion": "1"}
+    assert {k: str(v) for k, v in runs["aliases"].items()} == {
+        "challenger": "3",
+        "champion": "2",
+        "previous-champion": "1",
+    }
     mlflow.set_tracking_uri(mlflow_server)
     experiment = mlflow.get_experiment_by_name("registry-tests")
-    failed = MlflowClient(mlflow_server).search_runs([experiment.experiment_id], "tags.validation = 'failed'")
+    failed = MlflowClient(mlflow_server).search_runs(
+        [experiment.experiment_id], "tags.validation = 'failed'"
+    )
     assert len(failed) == 1 and failed[0].info.status == "FAILED"
 
 
@@ -108,7 +142,9 @@ def test_champion_is_one_loadable_model_with_its_evidence(runs, mlflow_server, d
     mlflow.set_tracking_uri(mlflow_server)
     client = MlflowClient(mlflow_server)
     version = client.get_model_version_by_alias(MODEL, "champion")
-    assert {"data_digest", "git_commit", "threshold", "metric.roc_auc", "candidate"} <= set(version.tags)
+    assert {"data_digest", "git_commit", "threshold", "metric.roc_auc", "candidate"} <= set(
+        version.tags
+    )
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     raw = pd.read_csv(data["large"]).head(20)
     raw["TotalCharges"] = pd.to_numeric(raw["TotalCharges"], errors="coerce")
@@ -116,11 +152,21 @@ def test_champion_is_one_loadable_model_with_its_evidence(runs, mlflow_server, d
 
     proba = model.predict(model_input(raw))
     assert proba.shape == (20, 2) and np.allclose(proba.sum(axis=1), 1)
-    assert [i.name for i in model.metadata.get_input_schema().inputs][:3] == ["gender", "SeniorCitizen", "Partner"]
+    assert [i.name for i in model.metadata.get_input_schema().inputs][:3] == [
+        "gender",
+        "SeniorCitizen",
+        "Partner",
+    ]
     run = client.get_run(version.run_id)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert artifacts == {f"plots/{n}.png" for n in ("roc_curve", "pr_curve", "confusion_matrix", "calibration")}
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model_card.md", "validation", "plots"}
+    assert artifacts == {
+        f"plots/{n}.png" for n in ("roc_curve", "pr_curve", "confusion_matrix", "calibration")
+    }
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+        "model_card.md",
+        "validation",
+        "plots",
+    }
     assert run.inputs.dataset_inputs[0].dataset.digest == version.tags["data_digest"][:32]
     assert {"test_roc_auc", "test_log_loss", "cv_roc_auc"} <= set(run.data.metrics)
 

@@ -43,7 +43,9 @@ def _generator() -> ModuleType:
 
 
 def _dashboards() -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASH_DIR.glob("*.json"))}
+    return {
+        p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASH_DIR.glob("*.json"))
+    }
 
 
 def _panels(dash: dict) -> list[dict]:
@@ -139,7 +141,9 @@ def test_dashboards_are_valid_and_use_the_datasource_variable() -> None:
             assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
             assert p["targets"], f"{name}: panel {p['title']!r} has no target"
             for t in p["targets"]:
-                assert t.get("expr", "").strip(), f"{name}: panel {p['title']!r} target without expr"
+                assert t.get("expr", "").strip(), (
+                    f"{name}: panel {p['title']!r} target without expr"
+                )
                 assert t["datasource"]["uid"] == "${datasource}", p["title"]
                 assert "namespace" not in t["expr"] or '=~"$namespace"' in t["expr"], t["expr"]
 
@@ -180,10 +184,14 @@ def test_panel_queries_parse(tmp_path: Path) -> None:
     gen = _generator()
     rules = [
         {"record": f"panel_query_{i}", "expr": expr}
-        for i, (_, expr, _) in enumerate(q for d in _dashboards().values() for q in gen.panel_queries(d))
+        for i, (_, expr, _) in enumerate(
+            q for d in _dashboards().values() for q in gen.panel_queries(d)
+        )
     ]
     path = tmp_path / "panels.rules.yaml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}), encoding="utf-8"
+    )
     res = subprocess.run(
         [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
     )

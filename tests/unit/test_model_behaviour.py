@@ -17,7 +17,9 @@ def fitted(request):
     frame, report = validate_frame(generate(GeneratorConfig(rows=3000, seed=21)))
     assert report.ok
     parts = split(frame, seed=1)
-    return train_candidate(request.param, parts.train, config=TrainConfig(search_folds=2, threshold_folds=3)), parts
+    return train_candidate(
+        request.param, parts.train, config=TrainConfig(search_folds=2, threshold_folds=3)
+    ), parts
 
 
 def _score(candidate, frame: pd.DataFrame) -> np.ndarray:
@@ -35,13 +37,18 @@ def test_longer_contract_lowers_churn_risk(fitted):
 def test_longer_tenure_lowers_churn_risk_on_average(fitted):
     candidate, parts = fitted
     base = parts.test.head(300).copy()
-    assert _score(candidate, base.assign(tenure=60.0)).mean() < _score(candidate, base.assign(tenure=2.0)).mean()
+    assert (
+        _score(candidate, base.assign(tenure=60.0)).mean()
+        < _score(candidate, base.assign(tenure=2.0)).mean()
+    )
 
 
 def test_customer_id_does_not_change_the_score(fitted):
     candidate, parts = fitted
     base = parts.test.head(50).copy()
-    np.testing.assert_allclose(_score(candidate, base), _score(candidate, base.assign(customerID="X")))
+    np.testing.assert_allclose(
+        _score(candidate, base), _score(candidate, base.assign(customerID="X"))
+    )
 
 
 def test_unknown_and_missing_values_are_scored_not_fatal(fitted):
@@ -57,5 +64,7 @@ def test_threshold_comes_from_training_folds_and_is_applied(fitted):
     candidate, parts = fitted
     x = model_input(parts.test)
     p = candidate.model.predict_proba(x)[:, 1]
-    np.testing.assert_array_equal(candidate.model.predict(x), (p >= candidate.threshold).astype(int))
+    np.testing.assert_array_equal(
+        candidate.model.predict(x), (p >= candidate.threshold).astype(int)
+    )
     assert 0.05 < candidate.threshold < 0.7

@@ -110,10 +110,14 @@ def test_alerts_carry_severity_summary_description_and_runbook_section() -> None
         ann = rule["annotations"]
         assert ann.get("summary"), name
         # The description names the query to look at: a metric or recorded series.
-        assert re.search(r"churnops[_:]\w+|autoscaler_\w+|kube_\w+|\bup\{", ann["description"]), name
+        assert re.search(r"churnops[_:]\w+|autoscaler_\w+|kube_\w+|\bup\{", ann["description"]), (
+            name
+        )
         anchor = ann["runbook_url"].rpartition("#")[2]
         assert ann["runbook_url"].split("#")[0].endswith("monitoring/RUNBOOK.md"), name
-        assert anchor == name.lower() and anchor in headings, f"{name}: no RUNBOOK.md section #{anchor}"
+        assert anchor == name.lower() and anchor in headings, (
+            f"{name}: no RUNBOOK.md section #{anchor}"
+        )
         for rec in re.findall(r"churnops:[\w:]+", rule["expr"]):
             assert rec in records, f"{name} uses undefined recording rule {rec}"
 
@@ -145,8 +149,10 @@ def test_drift_alerts_route_to_the_retraining_webhook() -> None:
     assert retrain == {"ChurnPredictionDrift", "ChurnFeatureDrift"}
     am = yaml.safe_load(ALERTMANAGER.read_text(encoding="utf-8"))
     receivers = {r["name"]: r for r in am["receivers"]}
-    routes = [r for r in am["route"].get("routes", []) if 'action="retrain"' in r.get("matchers", [])]
-    assert routes, "no Alertmanager route matching action=\"retrain\""
+    routes = [
+        r for r in am["route"].get("routes", []) if 'action="retrain"' in r.get("matchers", [])
+    ]
+    assert routes, 'no Alertmanager route matching action="retrain"'
     hook = receivers[routes[0]["receiver"]]["webhook_configs"][0]
     assert hook["url"] == "http://churnops-alert-receiver:9095/alerts"
     assert hook["send_resolved"] is False

@@ -33,9 +33,14 @@ def test_compiled_spec_is_current(committed, tmp_path):
 def test_kfp_loads_the_spec(committed):
     pipeline = components.load_component_from_file(str(committed))
     assert pipeline.name == "churn-training"
-    assert {"data_uri", "tracking_uri", "model_name", "candidates", "min_roc_auc", "canary_steps"} <= set(
-        pipeline.component_spec.inputs
-    )
+    assert {
+        "data_uri",
+        "tracking_uri",
+        "model_name",
+        "candidates",
+        "min_roc_auc",
+        "canary_steps",
+    } <= set(pipeline.component_spec.inputs)
 
 
 def _dag(spec: dict, component: str) -> dict:
@@ -49,7 +54,14 @@ def test_dag_has_the_steps_the_exit_handler_and_the_gate(docs):
     assert root["finalize-run"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     assert "status" in root["finalize-run"]["inputs"]["parameters"]
     inner = _dag(spec, root["exit-handler-1"]["componentRef"]["name"])
-    steps = {"open-run", "ingest-validate", "split-data", "train-candidates", "evaluate-select", "register-gate"}
+    steps = {
+        "open-run",
+        "ingest-validate",
+        "split-data",
+        "train-candidates",
+        "evaluate-select",
+        "register-gate",
+    }
     assert steps <= set(inner)
     [condition] = [t for t in inner.values() if "triggerPolicy" in t]
     assert "register-gate-promoted" in condition["triggerPolicy"]["condition"]
@@ -64,7 +76,9 @@ def test_candidates_train_in_parallel_and_are_collected(docs):
     assert task["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--candidates"
     outputs = spec["components"]["comp-train-candidates"]["dag"]["outputs"]["artifacts"]
     assert outputs["Output"]["artifactSelectors"][0]["producerSubtask"] == name
-    assert spec["components"]["comp-evaluate-select"]["inputDefinitions"]["artifacts"]["models"]["isArtifactList"]
+    assert spec["components"]["comp-evaluate-select"]["inputDefinitions"]["artifacts"]["models"][
+        "isArtifactList"
+    ]
 
 
 def test_retries_caching_and_resources(docs):
@@ -91,6 +105,8 @@ def test_mlflow_endpoint_and_credentials_come_from_the_cluster(docs):
         config = configs[f"exec-{step}"]
         [cm] = config["configMapAsEnv"]
         assert cm["configMapName"] == "churnops-mlflow"
-        assert cm["keyToEnv"] == [{"configMapKey": "MLFLOW_TRACKING_URI", "envVar": "MLFLOW_TRACKING_URI"}]
+        assert cm["keyToEnv"] == [
+            {"configMapKey": "MLFLOW_TRACKING_URI", "envVar": "MLFLOW_TRACKING_URI"}
+        ]
         [secret] = config["secretAsEnv"]
         assert secret["secretName"] == "churnops-mlflow-auth" and secret["optional"] is True

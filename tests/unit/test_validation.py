@@ -15,7 +15,9 @@ from churnops.data.generate import GeneratorConfig, generate
 from churnops.errors import ContractViolation, DataSourceError
 
 
-def _export(tmp_path: Path, frame: pd.DataFrame, name: str = "export.csv", crlf: bool = True) -> Path:
+def _export(
+    tmp_path: Path, frame: pd.DataFrame, name: str = "export.csv", crlf: bool = True
+) -> Path:
     path = tmp_path / name
     text = frame.to_csv(index=False, lineterminator="\r\n" if crlf else "\n")
     path.write_bytes(text.encode())

@@ -2,7 +2,13 @@
 
 from churnops.data.contract import CATEGORICAL, COLUMNS, FEATURE_NAMES, FEATURES, FIELDS, NUMERIC
 from churnops.data.generate import GeneratorConfig
-from churnops.data.validate import ValidationConfig, ValidationReport, load, validate, validate_frame
+from churnops.data.validate import (
+    ValidationConfig,
+    ValidationReport,
+    load,
+    validate,
+    validate_frame,
+)
 
 __all__ = [
     "CATEGORICAL",

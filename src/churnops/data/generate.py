@@ -62,7 +62,9 @@ def _customer_ids(start: int, n: int) -> np.ndarray:
     for pos in range(4, -1, -1):
         letters[:, pos] = _LETTERS[rest % 26]
         rest //= 26
-    return np.char.add(np.char.add(np.char.zfill(digits.astype(str), 4), "-"), letters.view("<U5")[:, 0])
+    return np.char.add(
+        np.char.add(np.char.zfill(digits.astype(str), 4), "-"), letters.view("<U5")[:, 0]
+    )
 
 
 def generate_chunk(rng: np.random.Generator, n: int, *, start: int, drift: float) -> pd.DataFrame:
@@ -73,7 +75,9 @@ def generate_chunk(rng: np.random.Generator, n: int, *, start: int, drift: float
     dependents = rng.random(n) < np.where(partner, 0.5, 0.1)
 
     m2m = 0.55 + 0.25 * d
-    contract_type = _choice(rng, contract.BY_NAME["Contract"].allowed, [m2m, (1 - m2m) * 0.47, (1 - m2m) * 0.53], n)
+    contract_type = _choice(
+        rng, contract.BY_NAME["Contract"].allowed, [m2m, (1 - m2m) * 0.47, (1 - m2m) * 0.53], n
+    )
     is_m2m = contract_type == "Month-to-month"
     is_two = contract_type == "Two year"
     a = np.select([is_m2m, is_two], [0.7, 3.0], 1.8)
@@ -82,13 +86,19 @@ def generate_chunk(rng: np.random.Generator, n: int, *, start: int, drift: float
 
     phone = rng.random(n) < 0.9
     multi = np.where(phone, np.where(rng.random(n) < 0.47, "Yes", "No"), "No phone service")
-    internet = _choice(rng, ("DSL", "Fiber optic", "No"), [0.34 - 0.1 * d, 0.44 + 0.15 * d, 0.22 - 0.05 * d], n)
+    internet = _choice(
+        rng, ("DSL", "Fiber optic", "No"), [0.34 - 0.1 * d, 0.44 + 0.15 * d, 0.22 - 0.05 * d], n
+    )
     has_net = internet != "No"
     fiber = internet == "Fiber optic"
     longer = ~is_m2m
 
     def addon(base: float, dsl_bonus: float, contract_bonus: float) -> np.ndarray:
-        p = base + np.where(internet == "DSL", dsl_bonus, 0.0) + np.where(longer, contract_bonus, 0.0)
+        p = (
+            base
+            + np.where(internet == "DSL", dsl_bonus, 0.0)
+            + np.where(longer, contract_bonus, 0.0)
+        )
         return np.where(has_net, np.where(rng.random(n) < p, "Yes", "No"), "No internet service")
 
     security = addon(0.25, 0.15, 0.2)

@@ -33,9 +33,9 @@ def _open(uri: str) -> io.IOBase:
     try:
         if scheme in ("", "file"):
             path = urllib.parse.urlparse(uri).path if scheme == "file" else uri
-            return open(Path(path), "rb")  # noqa: SIM115 - the caller closes it
+            return open(Path(path), "rb")
         if scheme in ("http", "https"):
-            with urllib.request.urlopen(uri, timeout=60) as response:  # noqa: S310
+            with urllib.request.urlopen(uri, timeout=60) as response:
                 return io.BytesIO(response.read())
         import pyarrow.fs
 
@@ -47,7 +47,9 @@ def _open(uri: str) -> io.IOBase:
         raise DataSourceError(f"cannot read {uri}: {err}") from err
 
 
-def iter_raw(uri: str | Path, *, fmt: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+def iter_raw(
+    uri: str | Path, *, fmt: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
     """Yield raw chunks of the table at ``uri``.
 
     Args:

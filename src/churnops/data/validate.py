@@ -92,7 +92,9 @@ class ValidationReport:
         return not self.violations
 
     def missing_rates(self) -> dict[str, float]:
-        return {name: (s.missing / self.rows if self.rows else 0.0) for name, s in self.stats.items()}
+        return {
+            name: (s.missing / self.rows if self.rows else 0.0) for name, s in self.stats.items()
+        }
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -108,14 +110,25 @@ class ValidationReport:
     def to_markdown(self) -> str:
         """The report as Markdown, for the KFP UI and the MLflow run."""
         status = "PASSED" if self.ok else "FAILED"
-        lines = [f"# Data validation: {status}", "", f"Source: `{self.source}`  ", f"Rows: {self.rows:,}  "]
+        lines = [
+            f"# Data validation: {status}",
+            "",
+            f"Source: `{self.source}`  ",
+            f"Rows: {self.rows:,}  ",
+        ]
         if self.label_rate is not None:
             lines.append(f"Churn rate: {self.label_rate:.1%}  ")
         lines.append(f"Duplicate customer ids: {self.duplicate_ids:,}")
         for title, issues in (("Violations", self.violations), ("Warnings", self.warnings)):
             lines += ["", f"## {title} ({len(issues)})", ""]
             lines += [f"- {i.message()}" for i in issues] or ["none"]
-        lines += ["", "## Columns", "", "| column | missing | invalid | min | max |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Columns",
+            "",
+            "| column | missing | invalid | min | max |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name, s in self.stats.items():
             rate = s.missing / self.rows if self.rows else 0.0
             lo = "" if s.minimum is None else f"{s.minimum:g}"
@@ -129,7 +142,9 @@ class ValidationReport:
         if self.violations:
             shown = "; ".join(i.message() for i in self.violations[:5])
             more = f" (+{len(self.violations) - 5} more)" if len(self.violations) > 5 else ""
-            raise ContractViolation(f"{self.source}: {len(self.violations)} contract violation(s): {shown}{more}")
+            raise ContractViolation(
+                f"{self.source}: {len(self.violations)} contract violation(s): {shown}{more}"
+            )
 
 
 class _Collector:
@@ -142,7 +157,9 @@ class _Collector:
         self._label_pos = 0
         self._label_n = 0
 
-    def add(self, column: str, problem: str, mask: np.ndarray, values: pd.Series, offset: int) -> None:
+    def add(
+        self, column: str, problem: str, mask: np.ndarray, values: pd.Series, offset: int
+    ) -> None:
         count = int(mask.sum())
         if not count:
             return
@@ -182,7 +199,13 @@ def _coerce_column(f: Field, raw: pd.Series, collector: _Collector, offset: int)
             if f.maximum is not None:
                 out_of_range |= arr > f.maximum
             out_of_range |= np.isinf(arr)
-        collector.add(f.name, f"outside the allowed range [{f.minimum:g}, {f.maximum:g}]", out_of_range, raw, offset)
+        collector.add(
+            f.name,
+            f"outside the allowed range [{f.minimum:g}, {f.maximum:g}]",
+            out_of_range,
+            raw,
+            offset,
+        )
         stats.invalid += int((bad | out_of_range).sum())
         finite = arr[np.isfinite(arr)]
         if finite.size:
@@ -200,8 +223,12 @@ def _coerce_column(f: Field, raw: pd.Series, collector: _Collector, offset: int)
             valid = (~missing) & ~unknown
             collector._label_pos += int((text[valid] == "Yes").sum())
             collector._label_n += int(valid.sum())
-            return pd.Series(np.where(text == "Yes", 1, 0), index=raw.index, dtype="int8").where(valid)
-        return pd.Series(pd.Categorical(text.mask(unknown), categories=list(f.allowed)), index=raw.index)
+            return pd.Series(np.where(text == "Yes", 1, 0), index=raw.index, dtype="int8").where(
+                valid
+            )
+        return pd.Series(
+            pd.Categorical(text.mask(unknown), categories=list(f.allowed)), index=raw.index
+        )
     # id: free text; duplicates are tracked by hash so 10M ids cost 80 MB, not gigabytes.
     collector._id_hashes.append(pd.util.hash_array(values.fillna("").to_numpy(dtype=object)))
     return values.astype(object)
@@ -214,7 +241,9 @@ def _check_columns(chunk: pd.DataFrame, report: ValidationReport, config: Valida
         if f.name in present:
             continue
         if f is contract.ID:
-            report.warnings.append(Issue(f.name, "column absent: duplicate customers cannot be detected"))
+            report.warnings.append(
+                Issue(f.name, "column absent: duplicate customers cannot be detected")
+            )
         elif f is contract.LABEL and not config.require_label:
             continue
         else:
@@ -239,31 +268,49 @@ def _finish(collector: _Collector, config: ValidationConfig) -> None:
         rate = stats.missing / report.rows
         problem = f"{rate:.2%} missing values"
         if f is contract.LABEL and config.require_label:
-            report.violations.append(Issue(f.name, problem + ": rows without a label cannot train", stats.missing))
+            report.violations.append(
+                Issue(f.name, problem + ": rows without a label cannot train", stats.missing)
+            )
         elif f.nullable or rate <= config.max_missing_rate:
-            report.warnings.append(Issue(f.name, problem + " (imputed by the model)", stats.missing))
+            report.warnings.append(
+                Issue(f.name, problem + " (imputed by the model)", stats.missing)
+            )
         else:
             report.violations.append(
-                Issue(f.name, problem + f", above the allowed {config.max_missing_rate:.0%}", stats.missing)
+                Issue(
+                    f.name,
+                    problem + f", above the allowed {config.max_missing_rate:.0%}",
+                    stats.missing,
+                )
             )
     if collector._id_hashes:
         hashes = np.concatenate(collector._id_hashes)
         _, counts = np.unique(hashes, return_counts=True)
         report.duplicate_ids = int((counts - 1).sum())
         if report.duplicate_ids:
-            report.warnings.append(Issue(contract.ID.name, "duplicate customer ids", report.duplicate_ids))
+            report.warnings.append(
+                Issue(contract.ID.name, "duplicate customer ids", report.duplicate_ids)
+            )
     if collector._label_n:
         rate = collector._label_pos / collector._label_n
         report.label_rate = rate
         minority = min(rate, 1 - rate)
         if minority < config.min_label_rate:
-            report.violations.append(Issue(contract.LABEL.name, f"churn rate {rate:.2%}: one class is (almost) absent"))
+            report.violations.append(
+                Issue(contract.LABEL.name, f"churn rate {rate:.2%}: one class is (almost) absent")
+            )
         elif minority < config.warn_label_rate:
-            report.warnings.append(Issue(contract.LABEL.name, f"churn rate {rate:.2%} is unusually unbalanced"))
+            report.warnings.append(
+                Issue(contract.LABEL.name, f"churn rate {rate:.2%} is unusually unbalanced")
+            )
 
 
 def _run(
-    chunks: Iterable[pd.DataFrame], source: str, config: ValidationConfig, keep: bool, progress: Progress | None
+    chunks: Iterable[pd.DataFrame],
+    source: str,
+    config: ValidationConfig,
+    keep: bool,
+    progress: Progress | None,
 ) -> tuple[ValidationReport, pd.DataFrame | None]:
     report = ValidationReport(source=source)
     collector = _Collector(report)
@@ -288,7 +335,10 @@ def _run(
 
 
 def validate(
-    uri: str | Path, *, config: ValidationConfig = ValidationConfig(), chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    uri: str | Path,
+    *,
+    config: ValidationConfig = ValidationConfig(),
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
     show_progress: bool = False,
 ) -> ValidationReport:
     """Validate the table at ``uri`` without keeping it in memory.
@@ -297,12 +347,17 @@ def validate(
         DataSourceError: The table cannot be read.
     """
     progress = Progress("validate") if show_progress else None
-    report, _ = _run(iter_raw(uri, chunk_rows=chunk_rows), str(uri), config, keep=False, progress=progress)
+    report, _ = _run(
+        iter_raw(uri, chunk_rows=chunk_rows), str(uri), config, keep=False, progress=progress
+    )
     return report
 
 
 def load(
-    uri: str | Path, *, config: ValidationConfig = ValidationConfig(), chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    uri: str | Path,
+    *,
+    config: ValidationConfig = ValidationConfig(),
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
     show_progress: bool = False,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Read, validate and type the table at ``uri``.
@@ -316,13 +371,17 @@ def load(
         DataSourceError: The table cannot be read.
     """
     progress = Progress("ingest") if show_progress else None
-    report, frame = _run(iter_raw(uri, chunk_rows=chunk_rows), str(uri), config, keep=True, progress=progress)
+    report, frame = _run(
+        iter_raw(uri, chunk_rows=chunk_rows), str(uri), config, keep=True, progress=progress
+    )
     report.raise_for_violations()
     assert frame is not None
     return frame, report
 
 
-def validate_frame(frame: pd.DataFrame, *, source: str = "<frame>", config: ValidationConfig = ValidationConfig()) -> tuple[pd.DataFrame, ValidationReport]:
+def validate_frame(
+    frame: pd.DataFrame, *, source: str = "<frame>", config: ValidationConfig = ValidationConfig()
+) -> tuple[pd.DataFrame, ValidationReport]:
     """Validate and type an in-memory frame (raw text or already typed values)."""
     report, typed = _run([frame], source, config, keep=True, progress=None)
     return (typed if typed is not None else pd.DataFrame()), report

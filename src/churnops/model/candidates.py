@@ -50,7 +50,11 @@ def _random_forest(seed: int, n_jobs: int, rows: int) -> Pipeline:
     # Bootstrap samples are capped so very large tables cost time linear in trees, not rows.
     max_samples = None if rows <= 200_000 else 200_000 / rows
     clf = RandomForestClassifier(
-        n_estimators=300, max_features="sqrt", max_samples=max_samples, n_jobs=n_jobs, random_state=seed
+        n_estimators=300,
+        max_features="sqrt",
+        max_samples=max_samples,
+        n_jobs=n_jobs,
+        random_state=seed,
     )
     return Pipeline([("pre", preprocessor(scale=False)), ("clf", clf)])
 

@@ -67,11 +67,17 @@ def score(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) -> di
 
 
 def evaluate(y_true: np.ndarray, probabilities: np.ndarray, threshold: float) -> Evaluation:
-    return Evaluation(np.asarray(y_true).astype(int), np.asarray(probabilities, dtype=float), threshold,
-                      score(y_true, probabilities, threshold))
+    return Evaluation(
+        np.asarray(y_true).astype(int),
+        np.asarray(probabilities, dtype=float),
+        threshold,
+        score(y_true, probabilities, threshold),
+    )
 
 
-def plots(evaluation: Evaluation, out_dir: str | Path, *, title: str = "churn model") -> dict[str, Path]:
+def plots(
+    evaluation: Evaluation, out_dir: str | Path, *, title: str = "churn model"
+) -> dict[str, Path]:
     """ROC curve, PR curve, confusion matrix and calibration plot as PNG files.
 
     Returns:
@@ -98,9 +104,16 @@ def plots(evaluation: Evaluation, out_dir: str | Path, *, title: str = "churn mo
     ax.plot(fpr, tpr, label=f"ROC AUC {m['roc_auc']:.3f}")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     tn, fp, fn, tp = np.ravel(ev.confusion())
-    ax.scatter([fp / max(fp + tn, 1)], [tp / max(tp + fn, 1)], color="red", zorder=3,
-               label=f"threshold {ev.threshold:.2f}")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)", title=f"ROC — {title}")
+    ax.scatter(
+        [fp / max(fp + tn, 1)],
+        [tp / max(tp + fn, 1)],
+        color="red",
+        zorder=3,
+        label=f"threshold {ev.threshold:.2f}",
+    )
+    ax.set(
+        xlabel="false positive rate", ylabel="true positive rate (recall)", title=f"ROC — {title}"
+    )
     ax.legend(loc="lower right")
     save(fig, "roc_curve")
 
@@ -108,7 +121,13 @@ def plots(evaluation: Evaluation, out_dir: str | Path, *, title: str = "churn mo
     precision, recall, _ = precision_recall_curve(ev.y_true, ev.probabilities)
     ax.plot(recall, precision, label=f"PR AUC {m['pr_auc']:.3f}")
     ax.axhline(ev.y_true.mean(), ls="--", color="grey", label=f"base rate {ev.y_true.mean():.2f}")
-    ax.scatter([m["recall"]], [m["precision"]], color="red", zorder=3, label=f"threshold {ev.threshold:.2f}")
+    ax.scatter(
+        [m["recall"]],
+        [m["precision"]],
+        color="red",
+        zorder=3,
+        label=f"threshold {ev.threshold:.2f}",
+    )
     ax.set(xlabel="recall", ylabel="precision", title=f"Precision–recall — {title}", ylim=(0, 1.02))
     ax.legend(loc="upper right")
     save(fig, "pr_curve")
@@ -117,16 +136,31 @@ def plots(evaluation: Evaluation, out_dir: str | Path, *, title: str = "churn mo
     cm = np.asarray(ev.confusion())
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, f"{v:,}", ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["stays", "churns"], yticklabels=["stays", "churns"],
-           xlabel="predicted", ylabel="actual", title=f"Confusion matrix @ {ev.threshold:.2f}")
+        ax.text(
+            j, i, f"{v:,}", ha="center", va="center", color="white" if v > cm.max() / 2 else "black"
+        )
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["stays", "churns"],
+        yticklabels=["stays", "churns"],
+        xlabel="predicted",
+        ylabel="actual",
+        title=f"Confusion matrix @ {ev.threshold:.2f}",
+    )
     save(fig, "confusion_matrix")
 
     fig, ax = plt.subplots(figsize=(5, 5))
-    frac_pos, mean_pred = calibration_curve(ev.y_true, ev.probabilities, n_bins=10, strategy="quantile")
+    frac_pos, mean_pred = calibration_curve(
+        ev.y_true, ev.probabilities, n_bins=10, strategy="quantile"
+    )
     ax.plot(mean_pred, frac_pos, "o-", label=f"model (Brier {m['brier']:.3f})")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    ax.set(xlabel="mean predicted churn probability", ylabel="observed churn rate", title=f"Calibration — {title}")
+    ax.set(
+        xlabel="mean predicted churn probability",
+        ylabel="observed churn rate",
+        title=f"Calibration — {title}",
+    )
     ax.legend(loc="upper left")
     save(fig, "calibration")
     return paths
@@ -161,7 +195,7 @@ def model_card(
         "",
         "## Chosen model",
         f"- family: `{candidate}`; hyper-parameters: `{params}`",
-        *( [f"- MLflow run: `{run_id}`"] if run_id else [] ),
+        *([f"- MLflow run: `{run_id}`"] if run_id else []),
         "",
         "## Test-split metrics (held out, never used for fitting, threshold or selection)",
         "",

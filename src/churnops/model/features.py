@@ -30,7 +30,12 @@ def preprocessor(*, scale: bool) -> ColumnTransformer:
             ("num", Pipeline(numeric_steps), list(contract.NUMERIC)),
             (
                 "cat",
-                OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False, dtype=np.float64),
+                OneHotEncoder(
+                    categories=categories,
+                    handle_unknown="ignore",
+                    sparse_output=False,
+                    dtype=np.float64,
+                ),
                 list(contract.CATEGORICAL),
             ),
         ],
@@ -44,7 +49,9 @@ def model_input(frame: pd.DataFrame) -> pd.DataFrame:
     (``None`` for missing), float64 for numbers (NaN for missing)."""
     out = {}
     for f in contract.FEATURES:
-        col = frame[f.name] if f.name in frame else pd.Series([None] * len(frame), index=frame.index)
+        col = (
+            frame[f.name] if f.name in frame else pd.Series([None] * len(frame), index=frame.index)
+        )
         if f.is_numeric:
             out[f.name] = pd.to_numeric(col, errors="coerce").astype("float64")
         else:

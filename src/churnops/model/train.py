@@ -97,7 +97,9 @@ def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return model_input(frame), frame[contract.LABEL.name].to_numpy(dtype=np.int64)
 
 
-def _subsample(x: pd.DataFrame, y: np.ndarray, rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+def _subsample(
+    x: pd.DataFrame, y: np.ndarray, rows: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
     if len(y) <= rows:
         return x, y
     keep, _ = train_test_split(np.arange(len(y)), train_size=rows, random_state=seed, stratify=y)
@@ -105,7 +107,9 @@ def _subsample(x: pd.DataFrame, y: np.ndarray, rows: int, seed: int) -> tuple[pd
     return x.iloc[keep], y[keep]
 
 
-def train_candidate(name: str, train: pd.DataFrame, *, config: TrainConfig = TrainConfig()) -> Candidate:
+def train_candidate(
+    name: str, train: pd.DataFrame, *, config: TrainConfig = TrainConfig()
+) -> Candidate:
     """Search, choose the threshold and fit one candidate on the training split.
 
     Raises:
@@ -124,7 +128,9 @@ def train_candidate(name: str, train: pd.DataFrame, *, config: TrainConfig = Tra
         n_jobs=config.n_jobs,
         refit=False,
     )
-    log(f"train[{name}]: grid search over {len(_grid_points(family.grid))} settings on {len(ys):,} rows")
+    log(
+        f"train[{name}]: grid search over {len(_grid_points(family.grid))} settings on {len(ys):,} rows"
+    )
     search.fit(xs, ys)
     params = dict(search.best_params_)
     oof = cross_val_predict(
@@ -137,14 +143,18 @@ def train_candidate(name: str, train: pd.DataFrame, *, config: TrainConfig = Tra
     )[:, 1]
     threshold, cv_f1 = best_f1_threshold(ys, oof)
     cv_roc_auc = float(roc_auc_score(ys, oof))
-    log(f"train[{name}]: best {params}, out-of-fold ROC AUC {cv_roc_auc:.4f}, threshold {threshold:.3f}")
+    log(
+        f"train[{name}]: best {params}, out-of-fold ROC AUC {cv_roc_auc:.4f}, threshold {threshold:.3f}"
+    )
 
     final = family.build(config.seed, config.n_jobs, len(y)).set_params(**params)
     start = time.perf_counter()
     final.fit(x, y)
     fit_seconds = time.perf_counter() - start
     log(f"train[{name}]: final fit on {len(y):,} rows in {fit_seconds:.1f}s")
-    model = FixedThresholdClassifier(FrozenEstimator(final), threshold=threshold, response_method="predict_proba")
+    model = FixedThresholdClassifier(
+        FrozenEstimator(final), threshold=threshold, response_method="predict_proba"
+    )
     model.fit(x, y)  # the estimator is frozen: this records classes, it does not refit
     return Candidate(
         name=name,
@@ -155,7 +165,12 @@ def train_candidate(name: str, train: pd.DataFrame, *, config: TrainConfig = Tra
         cv_f1=cv_f1,
         fit_seconds=fit_seconds,
         search_rows=len(ys),
-        cv_scores={str(p): float(s) for p, s in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True)},
+        cv_scores={
+            str(p): float(s)
+            for p, s in zip(
+                search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True
+            )
+        },
     )
 
 

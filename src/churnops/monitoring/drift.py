@@ -65,7 +65,9 @@ def bin_categorical(values: Sequence[object], categories: Sequence[str]) -> np.n
 
 def bin_probabilities(probabilities: np.ndarray) -> np.ndarray:
     """Counts per churn-probability bucket (same edges as the Prometheus histogram)."""
-    idx = np.searchsorted(np.asarray(PROBABILITY_EDGES), np.asarray(probabilities, dtype=float), side="left")
+    idx = np.searchsorted(
+        np.asarray(PROBABILITY_EDGES), np.asarray(probabilities, dtype=float), side="left"
+    )
     return np.bincount(idx, minlength=len(PROBABILITY_EDGES) + 1).astype(float)
 
 
@@ -77,9 +79,16 @@ def build_profile(features: pd.DataFrame, test_probabilities: np.ndarray) -> dic
         if f.is_numeric:
             edges = _numeric_edges(col)
             counts = bin_numeric(col.to_numpy(dtype=float), edges)
-            profile["features"][f.name] = {"kind": "numeric", "edges": edges, "fractions": _fractions(counts)}
+            profile["features"][f.name] = {
+                "kind": "numeric",
+                "edges": edges,
+                "fractions": _fractions(counts),
+            }
         else:
-            counts = np.append(col.value_counts().reindex(list(f.allowed), fill_value=0).to_numpy(), col.isna().sum())
+            counts = np.append(
+                col.value_counts().reindex(list(f.allowed), fill_value=0).to_numpy(),
+                col.isna().sum(),
+            )
             profile["features"][f.name] = {
                 "kind": "categorical",
                 "categories": list(f.allowed),

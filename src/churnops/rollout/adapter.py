@@ -51,7 +51,9 @@ class ServingTarget(Protocol):
 def _container(spec: dict[str, Any]) -> dict[str, Any]:
     containers = spec.get("predictor", {}).get("containers") or []
     if not containers:
-        raise ValueError("InferenceService predictor has no custom container to carry the model URI")
+        raise ValueError(
+            "InferenceService predictor has no custom container to carry the model URI"
+        )
     return next((c for c in containers if c.get("name") == "kserve-container"), containers[0])
 
 
@@ -92,10 +94,14 @@ class KServeTarget:
         self.name, self.namespace, self.api = name, namespace, api
 
     def _get(self) -> dict[str, Any]:
-        return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+        return self.api.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, self.name
+        )
 
     def _patch(self, body: dict[str, Any]) -> None:
-        self.api.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name, body)
+        self.api.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, self.name, body
+        )
 
     def state(self) -> ServingState:
         obj = self._get()
@@ -115,16 +121,24 @@ class KServeTarget:
         stable = model_uri_of(obj["spec"])
         spec = with_model_uri(obj["spec"], model_uri)
         spec["predictor"]["canaryTrafficPercent"] = int(percent)
-        self._patch({"metadata": {"annotations": {self.STABLE_ANNOTATION: stable}},
-                     "spec": {"predictor": spec["predictor"]}})
+        self._patch(
+            {
+                "metadata": {"annotations": {self.STABLE_ANNOTATION: stable}},
+                "spec": {"predictor": spec["predictor"]},
+            }
+        )
 
     def set_canary_percent(self, percent: int) -> None:
         self._patch({"spec": {"predictor": {"canaryTrafficPercent": int(percent)}}})
 
     def promote(self) -> None:
         # Merge-patch null removes the field: all traffic to the latest revision.
-        self._patch({"metadata": {"annotations": {self.STABLE_ANNOTATION: None}},
-                     "spec": {"predictor": {"canaryTrafficPercent": None}}})
+        self._patch(
+            {
+                "metadata": {"annotations": {self.STABLE_ANNOTATION: None}},
+                "spec": {"predictor": {"canaryTrafficPercent": None}},
+            }
+        )
 
     def rollback(self) -> None:
         obj = self._get()
@@ -133,5 +147,9 @@ class KServeTarget:
         if stable:
             spec = with_model_uri(obj["spec"], stable)
             spec["predictor"].pop("canaryTrafficPercent", None)
-            self._patch({"metadata": {"annotations": {self.STABLE_ANNOTATION: None}},
-                         "spec": {"predictor": {**spec["predictor"], "canaryTrafficPercent": None}}})
+            self._patch(
+                {
+                    "metadata": {"annotations": {self.STABLE_ANNOTATION: None}},
+                    "spec": {"predictor": {**spec["predictor"], "canaryTrafficPercent": None}},
+                }
+            )

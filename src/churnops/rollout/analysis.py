@@ -27,10 +27,18 @@ from churnops.progress import log
 from churnops.rollout.adapter import ServingTarget
 
 REGISTRY = CollectorRegistry()
-ROLLOUT_STEP = Gauge("churnops_rollout_step", "Current canary traffic percent.",
-                     ["model_name", "canary_version"], registry=REGISTRY)
-ROLLOUT_DECISIONS = Counter("churnops_rollout_decisions_total", "Canary analysis decisions.",
-                            ["model_name", "decision"], registry=REGISTRY)
+ROLLOUT_STEP = Gauge(
+    "churnops_rollout_step",
+    "Current canary traffic percent.",
+    ["model_name", "canary_version"],
+    registry=REGISTRY,
+)
+ROLLOUT_DECISIONS = Counter(
+    "churnops_rollout_decisions_total",
+    "Canary analysis decisions.",
+    ["model_name", "decision"],
+    registry=REGISTRY,
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ class AnalysisConfig:
 
     @property
     def window(self) -> str:
-        return f"{max(int(math.ceil(self.interval_seconds)), 5)}s"
+        return f"{max(math.ceil(self.interval_seconds), 5)}s"
 
 
 @dataclass
@@ -115,7 +123,7 @@ class Prometheus:
         """
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:
                 body = json.load(response)
         except Exception as err:
             raise PrometheusUnavailable(f"{self.url}: {err}") from err
@@ -136,7 +144,9 @@ def _matchers(model_name: str, version: str, selector: str) -> str:
     return f'model_name="{model_name}",model_version="{version}"{extra}'
 
 
-def measure(prom: Prometheus, version: str, config: AnalysisConfig, *, since_seconds: float) -> dict[str, Any]:
+def measure(
+    prom: Prometheus, version: str, config: AnalysisConfig, *, since_seconds: float
+) -> dict[str, Any]:
     """Requests, error ratio and p99 latency of one version over the last interval, and its
     churn-probability histogram since the canary started (``since_seconds`` ago): the
     distribution test needs every sample it can get, and per-bucket ``increase()`` over a
@@ -148,14 +158,26 @@ def measure(prom: Prometheus, version: str, config: AnalysisConfig, *, since_sec
     p99 = prom.scalar(
         f"histogram_quantile(0.99, sum by (le) (rate(churnops_request_duration_seconds_bucket{{{m}}}[{w}])))"
     )
-    buckets = prom.query(f"sum by (le) (increase(churnops_churn_probability_bucket{{{m}}}[{since}]))")
-    cumulative = [count for _, count in sorted((float(b["metric"]["le"]), float(b["value"][1])) for b in buckets)]
+    buckets = prom.query(
+        f"sum by (le) (increase(churnops_churn_probability_bucket{{{m}}}[{since}]))"
+    )
+    cumulative = [
+        count
+        for _, count in sorted((float(b["metric"]["le"]), float(b["value"][1])) for b in buckets)
+    ]
     counts = [float(c) for c in np.diff([0.0, *cumulative])]  # Prometheus buckets are cumulative
-    return {"requests": requests, "errors": errors, "error_ratio": errors / requests if requests else 0.0,
-            "p99_seconds": p99, "histogram": counts}
+    return {
+        "requests": requests,
+        "errors": errors,
+        "error_ratio": errors / requests if requests else 0.0,
+        "p99_seconds": p99,
+        "histogram": counts,
+    }
 
 
-def distribution_shift(stable: list[float], canary: list[float], alpha: float) -> tuple[float, float]:
+def distribution_shift(
+    stable: list[float], canary: list[float], alpha: float
+) -> tuple[float, float]:
     """Two-sample Kolmogorov–Smirnov distance of two binned distributions, and its critical
     value at ``alpha`` for the sample sizes (binning makes the test conservative)."""
     a, b = np.asarray(stable, dtype=float), np.asarray(canary, dtype=float)
@@ -165,16 +187,31 @@ def distribution_shift(stable: list[float], canary: list[float], alpha: float) -
     return distance, critical
 
 
-def judge(canary: dict[str, Any], stable: dict[str, Any] | None, config: AnalysisConfig) -> tuple[str, str, dict]:
+def judge(
+    canary: dict[str, Any], stable: dict[str, Any] | None, config: AnalysisConfig
+) -> tuple[str, str, dict]:
     """Verdict of one step: ``pass``, ``fail`` or ``inconclusive``, the reason and the numbers."""
-    numbers: dict[str, Any] = {"canary_requests": canary["requests"], "canary_error_ratio": canary["error_ratio"],
-                               "canary_p99_seconds": canary["p99_seconds"]}
+    numbers: dict[str, Any] = {
+        "canary_requests": canary["requests"],
+        "canary_error_ratio": canary["error_ratio"],
+        "canary_p99_seconds": canary["p99_seconds"],
+    }
     if canary["requests"] < config.min_requests:
-        return "inconclusive", f"canary got {canary['requests']:.0f} requests, {config.min_requests} needed", numbers
+        return (
+            "inconclusive",
+            f"canary got {canary['requests']:.0f} requests, {config.min_requests} needed",
+            numbers,
+        )
     stable_ratio = stable["error_ratio"] if stable else 0.0
     numbers["stable_error_ratio"] = stable_ratio
-    if canary["error_ratio"] > min(config.max_error_ratio, stable_ratio + config.max_error_ratio_increase):
-        return "fail", (f"canary error ratio {canary['error_ratio']:.3%} vs stable {stable_ratio:.3%}"), numbers
+    if canary["error_ratio"] > min(
+        config.max_error_ratio, stable_ratio + config.max_error_ratio_increase
+    ):
+        return (
+            "fail",
+            (f"canary error ratio {canary['error_ratio']:.3%} vs stable {stable_ratio:.3%}"),
+            numbers,
+        )
     if stable and stable["requests"] >= config.min_requests / 4:
         sp99, cp99 = stable["p99_seconds"], canary["p99_seconds"]
         numbers["stable_p99_seconds"] = sp99
@@ -182,16 +219,31 @@ def judge(canary: dict[str, Any], stable: dict[str, Any] | None, config: Analysi
             limit = sp99 * config.max_latency_ratio + config.latency_slack_seconds
             numbers["p99_limit_seconds"] = limit
             if cp99 > limit:
-                return "fail", f"canary p99 {cp99 * 1000:.1f} ms above limit {limit * 1000:.1f} ms", numbers
+                return (
+                    "fail",
+                    f"canary p99 {cp99 * 1000:.1f} ms above limit {limit * 1000:.1f} ms",
+                    numbers,
+                )
         if sum(stable["histogram"]) and sum(canary["histogram"]):
-            distance, critical = distribution_shift(stable["histogram"], canary["histogram"], config.shift_alpha)
-            numbers.update(prediction_ks=distance, prediction_ks_critical=critical,
-                           prediction_psi=psi(stable["histogram"], canary["histogram"]),
-                           stable_histogram=[round(c, 1) for c in stable["histogram"]],
-                           canary_histogram=[round(c, 1) for c in canary["histogram"]])
+            distance, critical = distribution_shift(
+                stable["histogram"], canary["histogram"], config.shift_alpha
+            )
+            numbers.update(
+                prediction_ks=distance,
+                prediction_ks_critical=critical,
+                prediction_psi=psi(stable["histogram"], canary["histogram"]),
+                stable_histogram=[round(c, 1) for c in stable["histogram"]],
+                canary_histogram=[round(c, 1) for c in canary["histogram"]],
+            )
             if distance > max(config.max_prediction_shift, critical):
-                return "fail", (f"churn-probability distribution shift: KS distance {distance:.3f} > "
-                                f"{max(config.max_prediction_shift, critical):.3f}"), numbers
+                return (
+                    "fail",
+                    (
+                        f"churn-probability distribution shift: KS distance {distance:.3f} > "
+                        f"{max(config.max_prediction_shift, critical):.3f}"
+                    ),
+                    numbers,
+                )
     return "pass", "canary within limits", numbers
 
 
@@ -222,7 +274,9 @@ def run(
         d = Decision(step, percent, decision, reason, numbers)
         decisions.append(d)
         ROLLOUT_DECISIONS.labels(model_name, decision).inc()
-        log(f"rollout: step {step} ({percent}%): {decision.upper()} - {reason} {json.dumps(numbers, default=str)}")
+        log(
+            f"rollout: step {step} ({percent}%): {decision.upper()} - {reason} {json.dumps(numbers, default=str)}"
+        )
 
     def finish(outcome: str, reason: str) -> RolloutResult:
         if outcome == "promoted":
@@ -234,7 +288,9 @@ def run(
             if on_rollback:
                 on_rollback(reason)
         ROLLOUT_STEP.labels(model_name, canary_version).set(100 if outcome == "promoted" else 0)
-        return RolloutResult(model_name, canary_version, stable_version, outcome, decisions, clock() - start)
+        return RolloutResult(
+            model_name, canary_version, stable_version, outcome, decisions, clock() - start
+        )
 
     step = 0
     while step < len(config.steps):
@@ -246,7 +302,11 @@ def run(
         try:
             since = clock() - start
             canary = measure(prom, canary_version, config, since_seconds=since)
-            stable = measure(prom, stable_version, config, since_seconds=since) if stable_version else None
+            stable = (
+                measure(prom, stable_version, config, since_seconds=since)
+                if stable_version
+                else None
+            )
             verdict, reason, numbers = judge(canary, stable, config)
         except PrometheusUnavailable as err:
             verdict, reason, numbers = "inconclusive", f"Prometheus unavailable: {err}", {}

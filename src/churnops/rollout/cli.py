@@ -16,12 +16,24 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
     tracking.connect(args.tracking_uri)
     steps = tuple(int(s) for s in args.steps.split(","))
-    config = AnalysisConfig(steps=steps, interval_seconds=args.interval, min_requests=args.min_requests,
-                            deadline_seconds=args.deadline, selector=f'namespace="{args.namespace}"')
-    result = canary(KServeTarget(args.inference_service, args.namespace), model_name=args.model_name,
-                    version=args.version, prometheus_url=args.prometheus_url, config=config)
+    config = AnalysisConfig(
+        steps=steps,
+        interval_seconds=args.interval,
+        min_requests=args.min_requests,
+        deadline_seconds=args.deadline,
+        selector=f'namespace="{args.namespace}"',
+    )
+    result = canary(
+        KServeTarget(args.inference_service, args.namespace),
+        model_name=args.model_name,
+        version=args.version,
+        prometheus_url=args.prometheus_url,
+        config=config,
+    )
     if result["outcome"] == "rolled_back":
-        err = PromotionRejected(f"canary v{args.version} rolled back: {result['decisions'][-1]['reason']}")
+        err = PromotionRejected(
+            f"canary v{args.version} rolled back: {result['decisions'][-1]['reason']}"
+        )
         err.result = result
         raise err
     return result
@@ -42,15 +54,35 @@ def register(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model-name", default="churn")
     common.add_argument("--namespace", default=os.environ.get("CHURNOPS_NAMESPACE", "churnops"))
-    common.add_argument("--inference-service", default=os.environ.get("CHURNOPS_ISVC_NAME", "churn"))
-    common.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))
-    run = actions.add_parser("run", parents=[common], help="canary V, analyse step by step, promote or roll back")
+    common.add_argument(
+        "--inference-service", default=os.environ.get("CHURNOPS_ISVC_NAME", "churn")
+    )
+    common.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    )
+    run = actions.add_parser(
+        "run", parents=[common], help="canary V, analyse step by step, promote or roll back"
+    )
     run.add_argument("--version", required=True)
-    run.add_argument("--prometheus-url", default=os.environ.get("CHURNOPS_PROMETHEUS_URL", "http://prometheus-operated.monitoring.svc:9090"))
+    run.add_argument(
+        "--prometheus-url",
+        default=os.environ.get(
+            "CHURNOPS_PROMETHEUS_URL", "http://prometheus-operated.monitoring.svc:9090"
+        ),
+    )
     run.add_argument("--steps", default="10,25,50,100")
-    run.add_argument("--interval", type=float, default=120.0, help="seconds per step (also the PromQL window)")
+    run.add_argument(
+        "--interval", type=float, default=120.0, help="seconds per step (also the PromQL window)"
+    )
     run.add_argument("--min-requests", type=int, default=50)
-    run.add_argument("--deadline", type=float, default=900.0, help="seconds without a verdict before rolling back")
+    run.add_argument(
+        "--deadline",
+        type=float,
+        default=900.0,
+        help="seconds without a verdict before rolling back",
+    )
     run.set_defaults(handler=_run)
-    back = actions.add_parser("rollback", parents=[common], help="canary to 0%% and champion = previous-champion")
+    back = actions.add_parser(
+        "rollback", parents=[common], help="canary to 0%% and champion = previous-champion"
+    )
     back.set_defaults(handler=_rollback)

@@ -7,6 +7,7 @@ demo), ``none`` (register only).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,7 +39,9 @@ def mlflow_hooks(model_name: str, version: str) -> tuple[Any, Any]:
         registry.tag_version(model_name, version, {"rollout": "promoted"})
 
     def on_rollback(reason: str) -> None:
-        registry.tag_version(model_name, version, {"rollout": "rolled_back", "rollout_reason": reason[:4000]})
+        registry.tag_version(
+            model_name, version, {"rollout": "rolled_back", "rollout_reason": reason[:4000]}
+        )
         state = registry.aliases(model_name)
         if state.get(registry.CHAMPION) == version and registry.PREVIOUS in state:
             registry.rollback(model_name)
@@ -63,9 +66,16 @@ def canary(
         return {"outcome": "unchanged", "canary_version": version, "stable_version": stable_version}
     target.start_canary(f"models:/{model_name}/{version}", config.steps[0])
     on_promote, on_rollback = mlflow_hooks(model_name, version)
-    result = analysis.run(target, analysis.Prometheus(prometheus_url), model_name=model_name,
-                          canary_version=version, stable_version=stable_version, config=config,
-                          on_promote=on_promote, on_rollback=on_rollback)
+    result = analysis.run(
+        target,
+        analysis.Prometheus(prometheus_url),
+        model_name=model_name,
+        canary_version=version,
+        stable_version=stable_version,
+        config=config,
+        on_promote=on_promote,
+        on_rollback=on_rollback,
+    )
     return result.to_dict()
 
 
@@ -99,10 +109,16 @@ def start(
     steps = [canary_percent, *[s for s in (steps_percent or []) if s > canary_percent]]
     if steps[-1] != 100:
         steps.append(100)
-    config = analysis.AnalysisConfig(steps=tuple(steps), interval_seconds=interval_seconds,
-                                     selector=f'namespace="{namespace}"')
-    return canary(KServeTarget(inference_service, namespace), model_name=model_name, version=version,
-                  prometheus_url=prometheus_url, config=config)
+    config = analysis.AnalysisConfig(
+        steps=tuple(steps), interval_seconds=interval_seconds, selector=f'namespace="{namespace}"'
+    )
+    return canary(
+        KServeTarget(inference_service, namespace),
+        model_name=model_name,
+        version=version,
+        prometheus_url=prometheus_url,
+        config=config,
+    )
 
 
 def _local(model_name: str, version: str, tracking_uri: str, port: int) -> dict[str, Any]:
@@ -111,17 +127,24 @@ def _local(model_name: str, version: str, tracking_uri: str, port: int) -> dict[
 
     home = Path(os.environ.get("CHURNOPS_HOME", ".churnops")).resolve()
     state_file = home / f"serve-{model_name}.json"
-    server = start_model_server(f"models:/{model_name}/{version}", tracking_uri, port=port or None,
-                                log_path=home / "logs" / f"serve-{model_name}-v{version}.log",
-                                model_name=model_name)
+    server = start_model_server(
+        f"models:/{model_name}/{version}",
+        tracking_uri,
+        port=port or None,
+        log_path=home / "logs" / f"serve-{model_name}-v{version}.log",
+        model_name=model_name,
+    )
     previous = json.loads(state_file.read_text()) if state_file.exists() else None
     if previous and previous.get("pid") and previous["pid"] != server.popen.pid:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(previous["pid"], 15)
-        except ProcessLookupError:
-            pass
-    info = {"outcome": "serving", "version": version, "url": server.url, "pid": server.popen.pid,
-            "log": str(server.log_path)}
+    info = {
+        "outcome": "serving",
+        "version": version,
+        "url": server.url,
+        "pid": server.popen.pid,
+        "log": str(server.log_path),
+    }
     state_file.parent.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps(info))
     return info

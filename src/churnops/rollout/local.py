@@ -7,6 +7,7 @@ Knative's router splits traffic between revisions.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,7 +41,12 @@ class LocalTarget:
 
     def promote(self) -> None:
         assert self.canary_uri is not None
-        self.stable_uri, self.stable_url, self.canary_uri, self.percent = self.canary_uri, self.canary_url, None, 0
+        self.stable_uri, self.stable_url, self.canary_uri, self.percent = (
+            self.canary_uri,
+            self.canary_url,
+            None,
+            0,
+        )
         self.calls.append("promote")
 
     def rollback(self) -> None:
@@ -55,7 +61,9 @@ class Traffic:
     monotonic time the first request went out.
     """
 
-    def __init__(self, target: LocalTarget, records: list[dict], *, rate: float = 40.0, seed: int = 0):
+    def __init__(
+        self, target: LocalTarget, records: list[dict], *, rate: float = 40.0, seed: int = 0
+    ):
         self.target, self.records, self.rate = target, records, rate
         self.sent = {"stable": 0, "canary": 0}
         self.started: float | None = None
@@ -74,10 +82,10 @@ class Traffic:
             to_canary = target.canary_uri is not None and self._rng.random() * 100 < target.percent
             url = target.canary_url if to_canary else target.stable_url
             record = self.records[i % len(self.records)]
-            try:
-                session.post(f"{url}/v1/models/churn:predict", json={"instances": [record]}, timeout=5)
-            except requests.RequestException:
-                pass
+            with contextlib.suppress(requests.RequestException):
+                session.post(
+                    f"{url}/v1/models/churn:predict", json={"instances": [record]}, timeout=5
+                )
             self.sent["canary" if to_canary else "stable"] += 1
             i += 1
             time.sleep(1 / self.rate)
@@ -97,5 +105,7 @@ def sample_records(rows: int = 500, seed: int = 77) -> list[dict]:
     from churnops.data.generate import GeneratorConfig, generate
 
     frame = generate(GeneratorConfig(rows=rows, seed=seed)).drop(columns=[contract.LABEL.name])
-    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-            for r in frame.to_dict(orient="records")]
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in frame.to_dict(orient="records")
+    ]

@@ -56,8 +56,10 @@ class Chaos:
 
     @classmethod
     def from_env(cls) -> Chaos:
-        chaos = cls(float(os.environ.get("CHURNOPS_CHAOS_ERROR_RATIO", "0") or 0),
-                    float(os.environ.get("CHURNOPS_CHAOS_LATENCY_SECONDS", "0") or 0))
+        chaos = cls(
+            float(os.environ.get("CHURNOPS_CHAOS_ERROR_RATIO", "0") or 0),
+            float(os.environ.get("CHURNOPS_CHAOS_LATENCY_SECONDS", "0") or 0),
+        )
         if chaos.error_ratio or chaos.latency_seconds:
             logger.warning("chaos enabled: %s", chaos)
         return chaos
@@ -65,7 +67,7 @@ class Chaos:
     async def apply(self) -> None:
         if self.latency_seconds:
             await asyncio.sleep(self.latency_seconds)
-        if self.error_ratio and random.random() < self.error_ratio:  # noqa: S311 - not crypto
+        if self.error_ratio and random.random() < self.error_ratio:
             raise InjectedFault("injected fault (CHURNOPS_CHAOS_ERROR_RATIO)")
 
 
