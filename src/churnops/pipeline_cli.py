@@ -99,3 +99,51 @@ def register(sub: Any) -> None:
     )
     sub_.add_argument("--namespace", help="KFP namespace (multi-user installs)")
     sub_.set_defaults(handler=_submit)
+    register_alerts(sub)
+
+
+def _alerts_serve(args: argparse.Namespace) -> None:
+    from churnops.monitoring.alerts import RetrainTrigger, make_server
+    from churnops.pipeline import submit
+
+    params = _params(args)
+    if args.data:
+        params["data_uri"] = args.data
+
+    def start_run(context: dict[str, Any]) -> dict[str, Any]:
+        return submit(
+            host=args.kfp_host, package=args.package, experiment=args.experiment, params=params
+        )
+
+    server = make_server(RetrainTrigger(start_run, cooldown_seconds=args.cooldown), port=args.port)
+    print(f"alerts: listening on :{args.port}/alerts", flush=True)
+    server.serve_forever()
+
+
+def register_alerts(sub: Any) -> None:
+    alerts = sub.add_parser(
+        "alerts", help="Alertmanager webhook receiver for drift-triggered retraining"
+    )
+    actions = alerts.add_subparsers(dest="action", required=True)
+    serve = actions.add_parser(
+        "serve", help="POST /alerts: firing action=retrain alerts start a pipeline run"
+    )
+    serve.add_argument("--port", type=int, default=9095)
+    serve.add_argument(
+        "--kfp-host", default=os.environ.get("KFP_HOST", "http://ml-pipeline.kubeflow.svc:8888")
+    )
+    serve.add_argument(
+        "--package",
+        default=os.environ.get("CHURNOPS_PIPELINE_PACKAGE"),
+        help="compiled pipeline spec (default: pipelines/compiled/churn_training.yaml)",
+    )
+    serve.add_argument("--experiment", default="retraining")
+    serve.add_argument(
+        "--data", default=os.environ.get("CHURNOPS_DATA_URI"), help="data_uri parameter of the run"
+    )
+    serve.add_argument("--candidates")
+    serve.add_argument("--params", help="JSON object of further pipeline parameters")
+    serve.add_argument(
+        "--cooldown", type=float, default=6 * 3600, help="seconds between triggered runs"
+    )
+    serve.set_defaults(handler=_alerts_serve)

@@ -105,12 +105,16 @@ def records() -> list[dict]:
     return sample_records()
 
 
-def _reset_aliases(mlflow_server: str, versions: dict[str, str]) -> None:
+def _reset_aliases(mlflow_server: str, versions: dict[str, str], gate_moved: str | None) -> None:
+    """Champion = stable; or, as after a pipeline's gate, champion = the candidate and
+    previous-champion = stable (the stable revision still serves what it loaded)."""
     client = MlflowClient(mlflow_server)
+    with contextlib.suppress(Exception):
+        client.delete_registered_model_alias(MODEL, "previous-champion")
     client.set_registered_model_alias(MODEL, "champion", versions["stable"])
-    for alias in ("previous-champion",):
-        with contextlib.suppress(Exception):
-            client.delete_registered_model_alias(MODEL, alias)
+    if gate_moved:
+        client.set_registered_model_alias(MODEL, "previous-champion", versions["stable"])
+        client.set_registered_model_alias(MODEL, "champion", gate_moved)
 
 
 def rollout(
@@ -127,12 +131,15 @@ def rollout(
     chaos: dict[str, str] | None = None,
     traffic: bool = True,
     prometheus_url: str | None = None,
+    gate_moved: bool = False,
 ) -> tuple[dict, LocalTarget]:
     tracking.connect(mlflow_server)
-    _reset_aliases(mlflow_server, versions)
-    target = LocalTarget(
-        f"models:/{MODEL}/{versions['stable']}", stable.url, f"http://127.0.0.1:{ports['canary']}"
+    _reset_aliases(mlflow_server, versions, version if gate_moved else None)
+    # After a gate promotion the stable revision was created from the alias, as the chart does.
+    stable_uri = (
+        f"models:/{MODEL}@champion" if gate_moved else f"models:/{MODEL}/{versions['stable']}"
     )
+    target = LocalTarget(stable_uri, stable.url, f"http://127.0.0.1:{ports['canary']}")
     with start_model_server(
         f"models:/{MODEL}/{version}",
         mlflow_server,
@@ -187,7 +194,7 @@ def _aliases(mlflow_server: str) -> dict[str, str]:
 
 
 def test_healthy_canary_is_promoted_and_aliases_move(scenario, versions, mlflow_server):
-    result, target = scenario("healthy", "healthy")
+    result, target = scenario("healthy", "healthy", gate_moved=True)
     assert result["outcome"] == "promoted", result["decisions"]
     assert [d["decision"] for d in result["decisions"]][-1] == "promote"
     assert target.calls[0].startswith("start") and target.calls[-1] == "promote"
@@ -202,7 +209,9 @@ def test_healthy_canary_is_promoted_and_aliases_move(scenario, versions, mlflow_
 
 
 def test_erroring_canary_is_rolled_back(scenario, versions, mlflow_server):
-    result, target = scenario("erroring", "healthy", chaos={"CHURNOPS_CHAOS_ERROR_RATIO": "0.5"})
+    result, target = scenario(
+        "erroring", "healthy", chaos={"CHURNOPS_CHAOS_ERROR_RATIO": "0.5"}, gate_moved=True
+    )
     assert result["outcome"] == "rolled_back"
     assert "error ratio" in result["decisions"][-1]["reason"]
     assert target.calls[-1] == "rollback" and target.canary_uri is None

@@ -33,7 +33,9 @@ def test_serverless_inferenceservice(renders: dict[str, Render]) -> None:
         env["MLFLOW_TRACKING_URI"] == f"http://churnops-mlflow.{NAMESPACE}.svc.cluster.local:5000"
     )
     assert env["CHURNOPS_MODEL_URI"] == "models:/churn@champion"
-    assert env["CHURNOPS_RELOAD_INTERVAL"] == "30" and env["CHURNOPS_MAX_BATCH_ROWS"] == "10000"
+    # Serverless: revisions are pinned; a stable revision following the alias would jump to
+    # the canary's version before the analysis judged it.
+    assert env["CHURNOPS_RELOAD_INTERVAL"] == "0" and env["CHURNOPS_MAX_BATCH_ROWS"] == "10000"
     assert "STORAGE_URI" not in env
 
 
@@ -51,6 +53,9 @@ def test_standard_mode_inferenceservice(renders: dict[str, Render]) -> None:
         6,
     )
     assert "containerConcurrency" not in p and "canaryTrafficPercent" not in p
+    assert env_of(isvc)["CHURNOPS_RELOAD_INTERVAL"] == "60", (
+        "without canaries, alias polling rolls out"
+    )
     pdb = r.one("PodDisruptionBudget", "churnops-predictor")
     assert pdb["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "churn"}
 

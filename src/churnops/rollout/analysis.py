@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import urllib.parse
 import urllib.request
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway
 
 from churnops.monitoring.drift import psi
 from churnops.progress import log
@@ -103,6 +104,18 @@ class RolloutResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def push_metrics() -> None:
+    """Push the rollout metrics to ``CHURNOPS_PUSHGATEWAY_URL`` when set (a rollout Job is
+    too short-lived to be scraped). Failing to push never changes a decision."""
+    url = os.environ.get("CHURNOPS_PUSHGATEWAY_URL")
+    if not url:
+        return
+    try:
+        push_to_gateway(url, job="churnops-rollout", registry=REGISTRY)
+    except Exception as err:
+        log(f"rollout: could not push metrics to {url}: {err}")
 
 
 class PrometheusUnavailable(RuntimeError):
@@ -274,6 +287,7 @@ def run(
         d = Decision(step, percent, decision, reason, numbers)
         decisions.append(d)
         ROLLOUT_DECISIONS.labels(model_name, decision).inc()
+        push_metrics()
         log(
             f"rollout: step {step} ({percent}%): {decision.upper()} - {reason} {json.dumps(numbers, default=str)}"
         )
@@ -288,6 +302,7 @@ def run(
             if on_rollback:
                 on_rollback(reason)
         ROLLOUT_STEP.labels(model_name, canary_version).set(100 if outcome == "promoted" else 0)
+        push_metrics()
         return RolloutResult(
             model_name, canary_version, stable_version, outcome, decisions, clock() - start
         )

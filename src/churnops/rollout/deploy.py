@@ -61,6 +61,10 @@ def canary(
     """Put ``version`` on ``target`` as canary at the first step and run the analysis."""
     state = target.state()
     stable_version = stable_version or version_of(state.stable_model_uri, model_name)
+    if stable_version == version and "@" in (state.stable_model_uri or ""):
+        # The gate already moved the alias the stable revision was created from; that
+        # revision still serves what was champion before it: previous-champion.
+        stable_version = registry.aliases(model_name).get(registry.PREVIOUS)
     if stable_version == version:
         log(f"rollout: {model_name} v{version} already serves as stable; nothing to roll out")
         return {"outcome": "unchanged", "canary_version": version, "stable_version": stable_version}
