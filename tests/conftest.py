@@ -27,11 +27,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _postgres_database(url: str) -> Iterator[str]:
     """A fresh database on the PostgreSQL server at ``url``, dropped afterwards."""
-    import psycopg2
+    import psycopg
 
     name = f"churnops_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(url)
-    admin.autocommit = True
+    admin = psycopg.connect(url, autocommit=True)
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     base, _, _ = url.rpartition("/")

@@ -248,3 +248,51 @@ def test_prometheus_down_never_promotes(scenario, versions, mlflow_server):
     assert all(d["decision"] in ("hold", "rollback") for d in result["decisions"])
     assert "Prometheus unavailable" in result["decisions"][0]["reason"]
     assert _aliases(mlflow_server)["champion"] == versions["stable"]
+
+
+def _load_generator():
+    import importlib.util
+
+    path = REPO / "monitoring" / "grafana" / "generate.py"
+    module_spec = importlib.util.spec_from_file_location("dashboards_generate", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_no_dead_panels_or_recording_rules(prometheus, stable, records):
+    """After the scenarios' traffic, every dashboard query and recording rule has data
+    (panels marked "Cluster only" read Knative/kube-state-metrics series and are exempt)."""
+    import json
+    import time
+
+    import requests
+    import yaml
+
+    from churnops.rollout.analysis import Prometheus
+
+    prom = Prometheus(prometheus)
+    with requests.Session() as session:  # a last burst so 5m windows surely hold traffic
+        for record in records[:200]:
+            session.post(
+                f"{stable.url}/v1/models/churn:predict", json={"instances": [record]}, timeout=5
+            )
+    time.sleep(4)  # two rule evaluations
+    dead = []
+    rules = yaml.safe_load((REPO / "monitoring/prometheus/churnops.rules.yaml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "record" in rule and not prom.query(f'{{__name__="{rule["record"]}"}}'):
+                dead.append(f"recording rule {rule['record']}")
+    generator = _load_generator()
+    checked = 0
+    for path in sorted((REPO / "monitoring/grafana/dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for title, expr, cluster_only in generator.panel_queries(dashboard):
+            if cluster_only:
+                continue
+            checked += 1
+            if not prom.query(expr):
+                dead.append(f"{path.name}: {title}: {expr}")
+    assert checked > 30
+    assert not dead, "\n".join(dead)
