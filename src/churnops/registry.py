@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -135,11 +136,7 @@ def register(model_uri: str, *, name: str, run_id: str, tags: dict[str, str]) ->
         mv = retry(lambda: mlflow.register_model(model_uri, name, tags=tags), what="create version")
         version = str(mv.version)
     try:
-        for key, value in tags.items():
-            retry(
-                lambda k=key, v=value: client.set_model_version_tag(name, version, k, v),
-                what="tag version",
-            )
+        tag_version(name, version, tags)
         retry(
             lambda: client.set_registered_model_alias(name, CHALLENGER, version),
             what="set challenger",
@@ -249,10 +246,7 @@ def rollback(name: str) -> dict[str, str]:
 def tag_version(name: str, version: str, tags: dict[str, str]) -> None:
     client = _client()
     for key, value in tags.items():
-        retry(
-            lambda k=key, v=value: client.set_model_version_tag(name, version, k, v),
-            what="tag version",
-        )
+        retry(partial(client.set_model_version_tag, name, version, key, value), what="tag version")
 
 
 def version_tags(name: str, version: str) -> dict[str, str]:

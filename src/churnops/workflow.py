@@ -244,6 +244,7 @@ def run_training(
         RegistryUnavailable: MLflow cannot be reached.
     """
     import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
 
     tracking.connect(tracking_uri)
     mlflow.set_experiment(experiment)
@@ -266,7 +267,7 @@ def run_training(
             f"{len(data.report.warnings)} warning(s)"
         )
         mlflow.log_input(
-            mlflow.data.from_pandas(
+            from_pandas(
                 data.frame.head(0),
                 source=data_uri,
                 targets=contract.LABEL.name,

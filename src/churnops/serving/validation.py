@@ -240,7 +240,7 @@ def categorical_column(
                 row=row,
             )
         counts[f.name] = counts.get(f.name, 0) + 1
-    return codes
+    return codes  # type: ignore[return-value]  # None was replaced or raised above
 
 
 def _assemble(numeric: list[np.ndarray], codes: list[list[int]], counts: dict[str, int]) -> Columns:
