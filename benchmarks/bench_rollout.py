@@ -42,7 +42,7 @@ FAST = AnalysisConfig(
 SCENARIOS = {  # name → (version key, chaos env, send traffic, expected outcome)
     "healthy": ("healthy", {}, True, "promoted"),
     "erroring": ("healthy", {"CHURNOPS_CHAOS_ERROR_RATIO": "0.5"}, True, "rolled_back"),
-    "slow": ("healthy", {"CHURNOPS_CHAOS_LATENCY_SECONDS": "0.08"}, True, "rolled_back"),
+    "slow": ("healthy", {"CHURNOPS_CHAOS_LATENCY_SECONDS": "0.25"}, True, "rolled_back"),
     "shifted": ("shifted", {}, True, "rolled_back"),
     "no_traffic": ("healthy", {}, False, "rolled_back"),
 }

@@ -221,7 +221,7 @@ def test_erroring_canary_is_rolled_back(scenario, versions, mlflow_server):
 
 
 def test_slow_canary_is_rolled_back(scenario):
-    result, _ = scenario("slow", "healthy", chaos={"CHURNOPS_CHAOS_LATENCY_SECONDS": "0.08"})
+    result, _ = scenario("slow", "healthy", chaos={"CHURNOPS_CHAOS_LATENCY_SECONDS": "0.25"})
     assert result["outcome"] == "rolled_back"
     assert "p99" in result["decisions"][-1]["reason"]
 
