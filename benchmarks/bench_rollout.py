@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = "churn-bench"
 FAST = AnalysisConfig(
     steps=(25, 50, 100),
-    interval_seconds=4,
+    interval_seconds=5,
     min_requests=15,
-    deadline_seconds=12,
+    deadline_seconds=15,
     latency_slack_seconds=0.01,
 )
 SCENARIOS = {  # name → (version key, chaos env, send traffic, expected outcome)

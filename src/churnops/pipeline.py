@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ def run_local(
     run_key = f"local-{uuid.uuid4().hex[:12]}"
     pipeline = definition().build(cluster=False)
     state, error = "SUCCEEDED", None
+    started = time.time()
     log(f"pipeline: running {pipeline.name} locally (run key {run_key}); outputs under {root}")
     try:
         pipeline(
@@ -107,7 +109,7 @@ def run_local(
             run_key=run_key,
             **params,
         )
-    except Exception as err:  # kfp.local raises RuntimeError naming the failed task
+    except Exception as err:  # kfp.local raises a RuntimeError that does not name the task
         state, error = "FAILED", err
     final = steps.finalize(
         tracking_uri=tracking_uri, run_key=run_key, state=state, model_name=model_name
@@ -128,7 +130,12 @@ def run_local(
         )
     result["aliases"] = registry.aliases(model_name)
     if error is not None:
-        failure = PipelineFailed(f"pipeline failed: {str(error).strip().splitlines()[-1]}")
+        failed = failed_tasks(root, since=started)
+        result["failed_tasks"] = failed
+        where = ", ".join(failed) or "a task (see the log above)"
+        failure = PipelineFailed(
+            f"pipeline failed at {where}; the task's error is in its log above"
+        )
         failure.result = result
         raise failure
     deploy_state = (
@@ -139,6 +146,26 @@ def run_local(
 
         result["deploy"] = json.loads(deploy_state.read_text())
     return result
+
+
+def failed_tasks(pipeline_root: Path, *, since: float) -> list[str]:
+    """Tasks of the latest local run (started after ``since``) that began but wrote no
+    executor output: the ones that failed. Finished tasks hold ``executor_output.json``;
+    nested pipelines and loops hold only task directories."""
+    runs = [d for d in pipeline_root.glob("churn-training-*") if d.stat().st_mtime >= since - 1]
+    if not runs:
+        return []
+    run = max(runs, key=lambda d: d.stat().st_mtime)
+    failed = []
+    for task in run.rglob("*"):
+        if not task.is_dir() or (task / "executor_output.json").exists():
+            continue
+        if (task.parent / "executor_output.json").exists() or any(
+            c.is_dir() for c in task.iterdir()
+        ):
+            continue  # an artifact folder of a finished task, or a nested pipeline / loop
+        failed.append(task.name)
+    return sorted(failed)
 
 
 def submit(

@@ -55,31 +55,39 @@ class LocalTarget:
 
 
 class Traffic:
-    """Single-record V1 requests at a steady rate, split by the target's canary share.
+    """Single-record V1 requests from concurrent clients, split by the target's canary share.
 
-    Use as a context manager; ``sent`` counts requests per side, ``started`` is the
-    monotonic time the first request went out.
+    ``workers`` clients each send ``rate / workers`` requests per second, so one slow side
+    does not throttle the other. Use as a context manager; ``sent`` counts requests per side.
     """
 
     def __init__(
-        self, target: LocalTarget, records: list[dict], *, rate: float = 40.0, seed: int = 0
+        self,
+        target: LocalTarget,
+        records: list[dict],
+        *,
+        rate: float = 80.0,
+        workers: int = 16,
+        seed: int = 0,
     ):
-        self.target, self.records, self.rate = target, records, rate
+        self.target, self.records, self.rate, self.workers = target, records, rate, workers
         self.sent = {"stable": 0, "canary": 0}
-        self.started: float | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._rng = np.random.default_rng(seed)
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(np.random.default_rng([seed, w]), w), daemon=True
+            )
+            for w in range(workers)
+        ]
 
-    def _run(self) -> None:
+    def _run(self, rng: np.random.Generator, offset: int) -> None:
         import requests
 
         session = requests.Session()
-        self.started = time.monotonic()
-        i = 0
+        i = offset
         while not self._stop.is_set():
             target = self.target
-            to_canary = target.canary_uri is not None and self._rng.random() * 100 < target.percent
+            to_canary = target.canary_uri is not None and rng.random() * 100 < target.percent
             url = target.canary_url if to_canary else target.stable_url
             record = self.records[i % len(self.records)]
             with contextlib.suppress(requests.RequestException):
@@ -87,16 +95,18 @@ class Traffic:
                     f"{url}/v1/models/churn:predict", json={"instances": [record]}, timeout=5
                 )
             self.sent["canary" if to_canary else "stable"] += 1
-            i += 1
-            time.sleep(1 / self.rate)
+            i += self.workers
+            time.sleep(self.workers / self.rate)
 
     def __enter__(self) -> Traffic:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(10)
+        for thread in self._threads:
+            thread.join(10)
 
 
 def sample_records(rows: int = 500, seed: int = 77) -> list[dict]:
