@@ -26,15 +26,23 @@ from churnops.progress import log
 RESULTS = Path(__file__).parent / "results"
 
 
-class TaskClock(logging.Handler):
-    """Collects per-task wall time from kfp.local's "Executing task" / "finished" records."""
+class TaskClock(logging.Filter):
+    """Collects per-task wall time from kfp.local's "Executing task" / "finished" records.
+
+    A filter on the root logger, not a handler: kfp.local replaces the root handlers
+    while it runs, but leaves the logger's filters alone.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.started: dict[str, float] = {}
         self.seconds: dict[str, float] = defaultdict(float)
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
+        self._observe(record)
+        return True
+
+    def _observe(self, record: logging.LogRecord) -> None:
         message = re.sub(r"\x1b\[\d+m", "", record.getMessage())
         if match := re.match(r"Executing task '([\w-]+)'", message):
             self.started[match.group(1)] = record.created
@@ -89,7 +97,7 @@ def main() -> None:
                 train_seconds = time.perf_counter() - start
                 log(f"bench: kfp.local pipeline on {rows:,} rows")
                 clock = TaskClock()
-                logging.getLogger().addHandler(clock)
+                logging.getLogger().addFilter(clock)
                 start = time.perf_counter()
                 run_local(
                     data_uri=str(data),
@@ -98,7 +106,7 @@ def main() -> None:
                     pipeline_root=work / f"kfp-{rows}",
                 )
                 pipeline_seconds = time.perf_counter() - start
-                logging.getLogger().removeHandler(clock)
+                logging.getLogger().removeFilter(clock)
                 results["sizes"][rows] = {
                     "churnops_train_seconds": train_seconds,
                     "pipeline_seconds": pipeline_seconds,
