@@ -19,26 +19,23 @@ from pathlib import Path
 
 import numpy as np
 
-from churnops import localstack, registry, tracking
-from churnops.data.generate import GeneratorConfig, generate, write
-from churnops.model.train import TrainConfig
+from churnops import localstack, tracking
 from churnops.progress import log
 from churnops.rollout.analysis import AnalysisConfig
 from churnops.rollout.deploy import canary
-from churnops.rollout.local import LocalTarget, Traffic, sample_records
+from churnops.rollout.local import (
+    REHEARSAL,
+    LocalTarget,
+    Traffic,
+    rehearsal_versions,
+    sample_records,
+)
 from churnops.serving.local import start_model_server
-from churnops.workflow import run_training
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "churn-bench"
-FAST = AnalysisConfig(
-    steps=(25, 50, 100),
-    interval_seconds=5,
-    min_requests=15,
-    deadline_seconds=15,
-    latency_slack_seconds=0.01,
-)
+FAST = REHEARSAL
 SCENARIOS = {  # name → (version key, chaos env, send traffic, expected outcome)
     "healthy": ("healthy", {}, True, "promoted"),
     "erroring": ("healthy", {"CHURNOPS_CHAOS_ERROR_RATIO": "0.5"}, True, "rolled_back"),
@@ -46,30 +43,6 @@ SCENARIOS = {  # name → (version key, chaos env, send traffic, expected outcom
     "shifted": ("shifted", {}, True, "rolled_back"),
     "no_traffic": ("healthy", {}, False, "rolled_back"),
 }
-
-
-def train_versions(mlflow_url: str, work: Path) -> dict[str, str]:
-    config = TrainConfig(candidates=("logreg",), search_folds=2, threshold_folds=3)
-    versions = {}
-    for key, seed in (("stable", 31), ("healthy", 32)):
-        path = write(
-            GeneratorConfig(rows=3000, seed=seed), work / f"{key}.csv", show_progress=False
-        )
-        versions[key] = run_training(
-            str(path), tracking_uri=mlflow_url, model_name=MODEL, train_config=config
-        )["version"]
-    shifted = generate(GeneratorConfig(rows=3000, seed=33))
-    flip = (shifted["Churn"] == "No") & (np.random.default_rng(1).random(len(shifted)) < 0.7)
-    shifted.loc[flip, "Churn"] = "Yes"
-    shifted.to_csv(work / "shifted.csv", index=False)
-    versions["shifted"] = run_training(
-        str(work / "shifted.csv"),
-        tracking_uri=mlflow_url,
-        model_name=MODEL,
-        train_config=config,
-        gate_config=registry.GateConfig(min_roc_auc=0, min_f1=0, tolerance=1),
-    )["version"]
-    return versions
 
 
 def run_scenario(
@@ -143,7 +116,7 @@ def main() -> None:
             log_path=work / "mlflow.log",
         ) as mlflow:
             tracking.connect(mlflow.url)
-            versions = train_versions(mlflow.url, work)
+            versions = rehearsal_versions(mlflow.url, MODEL, work)
             ports = {"stable": localstack.free_port(), "canary": localstack.free_port()}
             targets = {"churnops/churn-predictor": [f"127.0.0.1:{p}" for p in ports.values()]}
             with (

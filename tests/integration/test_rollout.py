@@ -11,65 +11,33 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from churnops import localstack, registry, tracking
-from churnops.data.generate import GeneratorConfig, generate, write
-from churnops.model.train import TrainConfig
-from churnops.rollout.analysis import AnalysisConfig
+from churnops import localstack, tracking
 from churnops.rollout.deploy import canary
-from churnops.rollout.local import LocalTarget, Traffic, sample_records
+from churnops.rollout.local import (
+    REHEARSAL,
+    LocalTarget,
+    Traffic,
+    rehearsal_versions,
+    sample_records,
+)
 from churnops.serving.local import start_model_server
-from churnops.workflow import run_training
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "churn-rollout"
 REPO = Path(__file__).resolve().parents[2]
-FAST = AnalysisConfig(
-    steps=(25, 50, 100),
-    interval_seconds=5,
-    min_requests=15,
-    deadline_seconds=15,
-    max_latency_ratio=1.5,
-    latency_slack_seconds=0.01,
-)
+FAST = REHEARSAL
 
 
 @pytest.fixture(scope="module")
 def versions(mlflow_server: str, data_dir: Path) -> dict[str, str]:
     """v1 stable, v2 a healthy retrain, v3 trained where churn looks far more common."""
-    config = TrainConfig(candidates=("logreg",), search_folds=2, threshold_folds=3)
-    out = {}
-    for key, seed in (("stable", 31), ("healthy", 32)):
-        path = write(
-            GeneratorConfig(rows=3000, seed=seed),
-            data_dir / f"rollout-{key}.csv",
-            show_progress=False,
-        )
-        out[key] = run_training(
-            str(path),
-            tracking_uri=mlflow_server,
-            model_name=MODEL,
-            experiment="rollout-tests",
-            train_config=config,
-        )["version"]
-    shifted = generate(GeneratorConfig(rows=3000, seed=33))
-    flip = (shifted["Churn"] == "No") & (np.random.default_rng(1).random(len(shifted)) < 0.7)
-    shifted.loc[flip, "Churn"] = "Yes"
-    shifted_path = data_dir / "rollout-shifted.csv"
-    shifted.to_csv(shifted_path, index=False)
-    out["shifted"] = run_training(
-        str(shifted_path),
-        tracking_uri=mlflow_server,
-        model_name=MODEL,
-        experiment="rollout-tests",
-        train_config=config,
-        gate_config=registry.GateConfig(min_roc_auc=0.0, min_f1=0.0, tolerance=1.0),
-    )["version"]
-    return out
+    workdir = data_dir / "rollout"
+    workdir.mkdir(exist_ok=True)
+    return rehearsal_versions(mlflow_server, MODEL, workdir, experiment="rollout-tests")
 
 
 @pytest.fixture(scope="module")

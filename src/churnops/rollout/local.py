@@ -11,10 +11,12 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from churnops.rollout.adapter import ServingState
+from churnops.rollout.analysis import AnalysisConfig
 
 
 @dataclass
@@ -119,3 +121,51 @@ def sample_records(rows: int = 500, seed: int = 77) -> list[dict]:
         {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
         for r in frame.to_dict(orient="records")
     ]
+
+
+REHEARSAL = AnalysisConfig(
+    steps=(25, 50, 100),
+    interval_seconds=5,
+    min_requests=15,
+    deadline_seconds=15,
+    latency_slack_seconds=0.01,
+)
+"""Analysis settings for rehearsals on loopback (5 s steps, Prometheus scraping every 1 s)."""
+
+
+def rehearsal_versions(
+    tracking_uri: str, model_name: str, workdir: Path, *, experiment: str = "rollout-rehearsal"
+) -> dict[str, str]:
+    """Register three versions to rehearse rollouts with: ``stable``, ``healthy`` (a retrain
+    on fresh data from the same distribution) and ``shifted`` (trained where churn looks far
+    more common, so its churn probabilities move up). Returns key → version."""
+    from churnops import registry
+    from churnops.data.generate import GeneratorConfig, generate, write
+    from churnops.model.train import TrainConfig
+    from churnops.workflow import run_training
+
+    config = TrainConfig(candidates=("logreg",), search_folds=2, threshold_folds=3)
+    paths = {
+        key: write(
+            GeneratorConfig(rows=3000, seed=seed), workdir / f"{key}.csv", show_progress=False
+        )
+        for key, seed in (("stable", 31), ("healthy", 32))
+    }
+    shifted = generate(GeneratorConfig(rows=3000, seed=33))
+    flip = (shifted["Churn"] == "No") & (np.random.default_rng(1).random(len(shifted)) < 0.7)
+    shifted.loc[flip, "Churn"] = "Yes"
+    paths["shifted"] = workdir / "shifted.csv"
+    shifted.to_csv(paths["shifted"], index=False)
+    # The shifted version must register whatever its quality: it plays a bad candidate.
+    lenient = registry.GateConfig(min_roc_auc=0.0, min_f1=0.0, tolerance=1.0)
+    return {
+        key: run_training(
+            str(path),
+            tracking_uri=tracking_uri,
+            model_name=model_name,
+            experiment=experiment,
+            train_config=config,
+            gate_config=lenient if key == "shifted" else registry.GateConfig(),
+        )["version"]
+        for key, path in paths.items()
+    }
