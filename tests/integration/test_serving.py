@@ -97,6 +97,25 @@ def test_v2_round_trip_json(model_server, trained) -> None:
     assert outputs["churn"]["data"] == [bool(p >= trained["threshold"]) for p in got]
 
 
+def test_v2_requested_outputs_in_the_order_asked(model_server, trained) -> None:
+    records = sample_records(30, seed=24)
+    url = f"{model_server.url}/v2/models/churn/infer"
+    body = v2_body(records)
+    body["outputs"] = [{"name": "churn"}]
+    only = requests.post(url, json=body, timeout=30).json()
+    assert [o["name"] for o in only["outputs"]] == ["churn"]
+    body["outputs"] = [{"name": "churn"}, {"name": "churn_probability"}]
+    both = requests.post(url, json=body, timeout=30).json()
+    assert [o["name"] for o in both["outputs"]] == ["churn", "churn_probability"]
+    proba = np.array(both["outputs"][1]["data"])
+    assert np.max(np.abs(proba - pyfunc_scores(trained, records))) <= 1e-6
+    assert (
+        only["outputs"][0]["data"]
+        == both["outputs"][0]["data"]
+        == [bool(p >= trained["threshold"]) for p in proba]
+    )
+
+
 @pytest.mark.parametrize("binary", [True, False])
 def test_v2_with_tritonclient(model_server, trained, binary: bool) -> None:
     """A third-party V2 client, binary tensors and JSON; a missing FP64 value is NaN."""

@@ -57,33 +57,33 @@ def test_good_batch_becomes_arrays() -> None:
     assert (cols.codes >= 0).all()
 
 
-@pytest.mark.parametrize(
-    ("record", "field", "fragment"),
-    [
-        ({k: v for k, v in GOOD.items() if k != "tenure"}, "tenure", "missing field 'tenure'"),
-        (
-            {**{k: v for k, v in GOOD.items() if k != "Contract"}, "contract": "One year"},
-            "Contract",
-            "did you mean 'Contract'",
-        ),
-        (rec(PaymentMethd="Mailed check"), "PaymentMethod", "did you mean 'PaymentMethod'"),
-        (rec(shoeSize=42), "_request", "unknown field 'shoeSize'"),
-        (rec(tenure="12"), "tenure", "must be a number, got string"),
-        (rec(MonthlyCharges=[1]), "MonthlyCharges", "must be a number, got array"),
-        (rec(tenure=-1), "tenure", "outside [0, 120]"),
-        (rec(tenure=121), "tenure", "outside [0, 120]"),
-        (rec(SeniorCitizen=0.5), "SeniorCitizen", "must be an integer"),
-        (rec(MonthlyCharges=float("nan")), "MonthlyCharges", "finite"),
-        (rec(TotalCharges=float("inf")), "TotalCharges", "finite"),
-        (rec(TotalCharges=float("nan")), "TotalCharges", "finite"),
-        (rec(MonthlyCharges=None), "MonthlyCharges", "must not be null"),
-        (rec(gender=None), "gender", "must not be null"),
-        (rec(gender=1), "gender", "must be a string"),
-        (rec(gender={"a": 1}), "gender", "must be a string, got object"),
-        (rec(Contract="Lifetime"), "Contract", "not an allowed value"),
-        (rec(MonthlyCharges=10**400), "MonthlyCharges", "out of range"),
-    ],
-)
+BAD_RECORDS = [  # (record, field named, message fragment)
+    ({k: v for k, v in GOOD.items() if k != "tenure"}, "tenure", "missing field 'tenure'"),
+    (
+        {**{k: v for k, v in GOOD.items() if k != "Contract"}, "contract": "One year"},
+        "Contract",
+        "did you mean 'Contract'",
+    ),
+    (rec(PaymentMethd="Mailed check"), "PaymentMethod", "did you mean 'PaymentMethod'"),
+    (rec(shoeSize=42), "_request", "unknown field 'shoeSize'"),
+    (rec(tenure="12"), "tenure", "must be a number, got string"),
+    (rec(MonthlyCharges=[1]), "MonthlyCharges", "must be a number, got array"),
+    (rec(tenure=-1), "tenure", "outside [0, 120]"),
+    (rec(tenure=121), "tenure", "outside [0, 120]"),
+    (rec(SeniorCitizen=0.5), "SeniorCitizen", "must be an integer"),
+    (rec(MonthlyCharges=float("nan")), "MonthlyCharges", "finite"),
+    (rec(TotalCharges=float("inf")), "TotalCharges", "finite"),
+    (rec(TotalCharges=float("nan")), "TotalCharges", "finite"),
+    (rec(MonthlyCharges=None), "MonthlyCharges", "must not be null"),
+    (rec(gender=None), "gender", "must not be null"),
+    (rec(gender=1), "gender", "must be a string"),
+    (rec(gender={"a": 1}), "gender", "must be a string, got object"),
+    (rec(Contract="Lifetime"), "Contract", "not an allowed value"),
+    (rec(MonthlyCharges=10**400), "MonthlyCharges", "out of range"),
+]
+
+
+@pytest.mark.parametrize(("record", "field", "fragment"), BAD_RECORDS)
 def test_bad_record_names_field_and_row(record: dict, field: str, fragment: str) -> None:
     with pytest.raises(InvalidRecord) as err:
         parse_instances([GOOD, GOOD, record], max_rows=10)

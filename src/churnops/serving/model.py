@@ -246,6 +246,22 @@ def _checked_scorer(model: Any, columns: Columns, version: str) -> tuple[Scorer,
         raise ModelLoadError(f"model {version} fails its self-check: {err}") from err
 
 
+@dataclass(frozen=True)
+class DecodedRecords:
+    """A V1 body the fast path (``churnops.serving.decode``) decoded and validated."""
+
+    columns: Columns
+
+
+class DecodedInferRequest(InferRequest):
+    """A V2 JSON body the fast path decoded and validated: no input tensors (the batch is
+    ``columns``), and the id, parameters and requested outputs the response depends on."""
+
+    def __init__(self, columns: Columns, model_name: str, **kwargs: Any):
+        super().__init__(model_name, [], **kwargs)
+        self.columns = columns
+
+
 @dataclass
 class Batch:
     """A validated request on its way through preprocess → predict → postprocess."""
@@ -390,7 +406,12 @@ class ChurnModel(Model):
         if loaded is None or not self.ready:
             raise ModelNotReady(self.name, self.last_error or "")
         config = self.config
-        if isinstance(payload, InferRequest):
+        # The fast path (churnops.serving.decode) validated these while decoding.
+        if isinstance(payload, DecodedRecords):
+            batch = Batch(loaded, payload.columns, "v1")
+        elif isinstance(payload, DecodedInferRequest):
+            batch = Batch(loaded, payload.columns, "v2", request=payload)
+        elif isinstance(payload, InferRequest):
             tensors = [Tensor(i.name, i.datatype, i.shape, i.data) for i in payload.inputs]
             columns = parse_tensors(
                 tensors, max_rows=config.max_batch_rows, unknown=config.unknown_categories
@@ -408,8 +429,8 @@ class ChurnModel(Model):
             batch = Batch(loaded, columns, "v1")
         else:
             raise MalformedRequest(f"the body must be a JSON object, got {json_type(payload)}")
-        if columns.unknown:
-            metrics.unknown_categories(self.name, columns.unknown)
+        if batch.columns.unknown:
+            metrics.unknown_categories(self.name, batch.columns.unknown)
         return batch
 
     def predict(self, batch: Batch, headers: dict[str, str] | None = None) -> Batch:  # type: ignore[override]
@@ -436,16 +457,38 @@ class ChurnModel(Model):
         request = batch.request
         assert request is not None
         n = len(batch.proba)
+        outputs = {
+            "churn_probability": ("FP64", batch.proba),
+            "churn": ("BOOL", batch.churn),
+        }
+        requested = request.request_outputs
+        if not request.use_binary_outputs and not any(o.binary_data for o in requested or ()):
+            # JSON outputs straight from the arrays (the server encodes numpy natively);
+            # KServe's InferResponse converts them element by element in Python.
+            return {
+                "id": request.id or str(uuid.uuid4()),
+                "model_name": self.name,
+                "model_version": version,
+                "outputs": [
+                    {
+                        "name": name,
+                        "shape": [n],
+                        "datatype": outputs[name][0],
+                        "data": outputs[name][1],
+                    }
+                    for name in ([o.name for o in requested] if requested else outputs)
+                ],
+            }
         return InferResponse(
             response_id=request.id or str(uuid.uuid4()),
             model_name=self.name,
             model_version=version,
             infer_outputs=[
-                InferOutput("churn_probability", [n], "FP64", data=batch.proba),
-                InferOutput("churn", [n], "BOOL", data=batch.churn),
+                InferOutput(name, [n], datatype, data=data)
+                for name, (datatype, data) in outputs.items()
             ],
             use_binary_outputs=request.use_binary_outputs,
-            requested_outputs=request.request_outputs,
+            requested_outputs=requested,
         )
 
 

@@ -5,10 +5,12 @@ routes (``/v1/models/<name>:predict`` and ``/v2/models/<name>/infer``) are regis
 ahead of KServe's own, because KServe's versions answer a non-JSON Content-Type or a
 malformed body in ways that do not name the problem (V1 passes non-JSON bodies through
 as bytes; V2 turns them into pydantic 422s or a binary-extension error) and do not see
-the final status for request metrics. Ours decode, check the media type, then hand the
-request to KServe's ``DataPlane.infer`` so the model's preprocess → predict →
-postprocess chain and KServe's latency histograms run as usual; every error goes
-through ``churnops.serving.errors``.
+the final status for request metrics. Ours check the media type and decode: a valid
+JSON batch in one typed pass (``churnops.serving.decode``), anything else through the
+reference path that names the offending field and row. Then they hand the request to
+KServe's ``DataPlane.infer`` so the model's preprocess → predict → postprocess chain and
+KServe's latency histograms run as usual; every error goes through
+``churnops.serving.errors``.
 
 Server readiness (``/v2/health/ready``) is the model's readiness: a server whose model
 has not loaded and passed its self-check answers 503 there and on inference routes.
@@ -17,6 +19,7 @@ has not loaded and passed its self-check answers 503 there and on inference rout
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -28,9 +31,15 @@ from typing import Any
 
 import orjson
 
-from churnops.serving import errors, metrics
+from churnops.serving import decode, errors, metrics
 from churnops.serving.errors import MalformedRequest, UnsupportedMediaType
-from churnops.serving.model import ChurnModel, ServeConfig, temp_home
+from churnops.serving.model import (
+    ChurnModel,
+    DecodedInferRequest,
+    DecodedRecords,
+    ServeConfig,
+    temp_home,
+)
 
 logger = logging.getLogger("churnops.serving")
 
@@ -168,6 +177,20 @@ def _v2_request(payload: Any, model_name: str) -> Any:
     )
 
 
+def _decoded_v2_request(fast: decode.V2Request, model_name: str) -> DecodedInferRequest:
+    from kserve.protocol.infer_type import RequestedOutput
+
+    return DecodedInferRequest(
+        fast.columns,
+        model_name,
+        request_id=fast.id,
+        parameters=fast.parameters,
+        request_outputs=None
+        if fast.outputs is None
+        else [RequestedOutput(name, parameters) for name, parameters in fast.outputs],
+    )
+
+
 def _binary_v2_request(body: bytes, json_length: str, model_name: str) -> Any:
     from kserve.errors import InvalidInput
     from kserve.protocol.infer_type import InferRequest
@@ -227,7 +250,9 @@ class InferenceRoutes:
             await self.chaos.apply()
             headers = dict(request.headers)
             check_content_type(headers.get("content-type"))
-            payload = loads(await request.body())
+            body = await request.body()
+            columns = decode.v1(body, max_rows=self.model.config.max_batch_rows)
+            payload = loads(body) if columns is None else DecodedRecords(columns)
             result, _ = await self.dataplane.infer(
                 model_name=model_name, request=payload, headers=headers
             )
@@ -252,15 +277,24 @@ class InferenceRoutes:
                 infer_request = _binary_v2_request(body, headers[_BINARY_HEADER], model_name)
             else:
                 check_content_type(headers.get("content-type"))
-                infer_request = _v2_request(loads(body), model_name)
+                fast = decode.v2(body, max_rows=self.model.config.max_batch_rows)
+                infer_request = (
+                    _v2_request(loads(body), model_name)
+                    if fast is None
+                    else _decoded_v2_request(fast, model_name)
+                )
             result, _ = await self.dataplane.infer(
                 model_name=model_name, request=infer_request, headers=headers
             )
-            version = result.model_version
-            try:
-                rest, json_length = result.to_rest()
-            except Exception as err:
-                raise MalformedRequest(f"cannot encode the requested outputs: {err}") from err
+            if isinstance(result, dict):  # JSON outputs (numpy arrays inside)
+                version = result["model_version"]
+                rest, json_length = result, None
+            else:  # binary outputs: KServe's encoder
+                version = result.model_version
+                try:
+                    rest, json_length = result.to_rest()
+                except Exception as err:
+                    raise MalformedRequest(f"cannot encode the requested outputs: {err}") from err
             if json_length is not None:
                 response = Response(
                     rest,
@@ -334,6 +368,11 @@ def serve(
         logging.getLogger("churnops").addHandler(handler)
     model = ChurnModel(config)
     model.load()  # the server starts either way; unready until a version passes its self-check
+    # Everything loaded so far (libraries, the model) lives as long as the process: keep it
+    # out of the collector's full passes, which otherwise stall a request now and then
+    # for as long as it takes to walk the whole heap.
+    gc.collect()
+    gc.freeze()
     server.dataplane = _dataplane_class()(model_registry=server.registered_models)
     server.register_model(model)
     InferenceRoutes(server.dataplane, model, Chaos.from_env()).install(model_server.app)
