@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -181,10 +182,9 @@ class Encoder:
             self._onehot.append((_CAT_INDEX[col], mapping))
             self.width += len(cats)
 
-    def transform(self, columns: Columns) -> np.ndarray:
-        n = len(columns)
-        out = np.zeros((n, self.width), dtype=np.float64)
-        for offset, source, fill, keep, indicator, mean, scale, width in self._numeric:
+    def numeric_blocks(self, columns: Columns) -> Iterator[tuple[int, np.ndarray]]:
+        """(first output column, imputed and scaled block) per numeric transformer."""
+        for offset, source, fill, keep, indicator, mean, scale, _ in self._numeric:
             raw = columns.numeric[:, source]
             missing = np.isnan(raw)
             block = np.where(missing, fill, raw)[:, keep]
@@ -194,7 +194,25 @@ class Encoder:
                 block -= mean
             if scale is not None:
                 block /= scale
-            out[:, offset : offset + width] = block
+            yield offset, block
+
+    def onehot_weights(self, coef: np.ndarray) -> np.ndarray:
+        """Per one-hot field (rows) and category code (columns; the last is "unknown"),
+        the coefficient of the output column that code sets, 0 where it sets none."""
+        weights = np.zeros(self._cat_table.shape, dtype=np.float64)
+        sets = self._cat_table >= 0
+        weights[sets] = coef[self._cat_table[sets]]
+        return weights
+
+    def onehot_codes(self, columns: Columns) -> np.ndarray:
+        """The batch's codes of the one-hot fields, ``(n, fields)``, -1 for unknown."""
+        return columns.codes[:, self._cat_fields]
+
+    def transform(self, columns: Columns) -> np.ndarray:
+        n = len(columns)
+        out = np.zeros((n, self.width), dtype=np.float64)
+        for offset, block in self.numeric_blocks(columns):
+            out[:, offset : offset + block.shape[1]] = block
         if self._onehot:
             cols = self._cat_table[np.arange(len(self._onehot)), columns.codes[:, self._cat_fields]]
             rows, which = np.nonzero(cols >= 0)
@@ -211,9 +229,17 @@ class LinearScorer:
         self.encoder = encoder
         self.coef = np.ascontiguousarray(clf.coef_[0], dtype=np.float64)
         self.intercept = float(clf.intercept_[0])
+        # A one-hot column is 1 for exactly one code of its field: its share of the dot
+        # product is a table lookup, so the one-hot matrix is never built.
+        self.onehot = encoder.onehot_weights(self.coef)
+        self._fields = np.arange(self.onehot.shape[0])
 
     def predict(self, columns: Columns) -> np.ndarray:
-        z = self.encoder.transform(columns) @ self.coef + self.intercept
+        z = np.full(len(columns), self.intercept)
+        for offset, block in self.encoder.numeric_blocks(columns):
+            z += block @ self.coef[offset : offset + block.shape[1]]
+        if self._fields.size:
+            z += self.onehot[self._fields, self.encoder.onehot_codes(columns)].sum(axis=1)
         return 1.0 / (1.0 + np.exp(-z))
 
 
