@@ -3,7 +3,7 @@
 One run on this machine: an MLflow server, one training run (the champion), then each
 model server as its own process (one worker) and `wrk` (one thread) from a separate
 process on loopback. Scenarios: single-record requests at concurrency 1 and 8, and
-1000-record batches; plus the sklearn pipeline's own ``predict_proba`` on 1000 rows
+1000-record batches (V1 records, and for churnops also V2 tensors); plus the sklearn pipeline's own ``predict_proba`` on 1000 rows
 in-process as the batch baseline. Results: benchmarks/results/serve.json and a table.
 
     python benchmarks/bench_serve.py [--duration 10] [--candidates logreg,xgboost]
@@ -75,6 +75,23 @@ def mlflow_body(recs: list[dict]) -> dict:
         for r in recs
     ]
     return {"dataframe_records": rows}
+
+
+def v2_body(recs: list[dict]) -> dict:
+    """The same records as Open Inference Protocol tensors (one per contract field)."""
+    from churnops.data import contract
+
+    return {
+        "inputs": [
+            {
+                "name": f.name,
+                "datatype": "FP64" if f.is_numeric else "BYTES",
+                "shape": [len(recs)],
+                "data": [r[f.name] for r in recs],
+            }
+            for f in contract.FEATURES
+        ]
+    }
 
 
 def wrk(url: str, body: Path, *, connections: int, duration: int, workdir: Path) -> dict:
@@ -178,6 +195,7 @@ def main() -> int:
         for name, payload in (
             ("churnops_single", {"instances": single}),
             ("churnops_batch", {"instances": batch}),
+            ("churnops_batch_v2", v2_body(batch)),
             ("mlflow_single", mlflow_body(single)),
             ("mlflow_batch", mlflow_body(batch)),
         ):
@@ -224,28 +242,44 @@ def main() -> int:
                 },
             ),
         }
-        paths = {"churnops": "/v1/models/churn:predict", "mlflow": "/invocations"}
+        v1, v2 = "/v1/models/churn:predict", "/v2/models/churn/infer"
+        scenarios = {  # label → (body, connections, path)
+            "churnops": {
+                "single_c1": ("single", 1, v1),
+                "single_c8": ("single", 8, v1),
+                "batch_c1": ("batch", 1, v1),
+                "batch_v2_c1": ("batch_v2", 1, v2),
+            },
+            "mlflow": {
+                "single_c1": ("single", 1, "/invocations"),
+                "single_c8": ("single", 8, "/invocations"),
+                "batch_c1": ("batch", 1, "/invocations"),
+            },
+        }
         for server_name, start in servers.items():
             log(f"bench: starting {server_name}")
             proc = start()
             procs.append(proc)
-            url = proc.url + paths[server_name]
             # warm-up, then the measured runs
-            wrk(url, bodies[f"{server_name}_single"], connections=1, duration=2, workdir=work)
+            _, _, path = scenarios[server_name]["single_c1"]
+            wrk(
+                proc.url + path,
+                bodies[f"{server_name}_single"],
+                connections=1,
+                duration=2,
+                workdir=work,
+            )
             results[server_name] = {}
-            for label, body, conns in (
-                ("single_c1", "single", 1),
-                ("single_c8", "single", 8),
-                ("batch_c1", "batch", 1),
-            ):
+            for label, (body, conns, path) in scenarios[server_name].items():
                 log(f"bench: {server_name} {label}")
                 r = wrk(
-                    url,
+                    proc.url + path,
                     bodies[f"{server_name}_{body}"],
                     connections=conns,
                     duration=args.duration,
                     workdir=work,
                 )
+                r["protocol"] = "mlflow" if server_name == "mlflow" else path.split("/")[1]
                 rows = 1 if body == "single" else args.batch
                 r["rows_per_s"] = round(r["req_per_s"] * rows, 1)
                 results[server_name][label] = r
@@ -263,14 +297,21 @@ def main() -> int:
             "batch_rows_vs_mlflow": round(
                 c["batch_c1"]["rows_per_s"] / m["batch_c1"]["rows_per_s"], 1
             ),
-            "batch_rows_vs_sklearn_predict_proba": round(
+            "batch_v2_rows_vs_mlflow": round(
+                c["batch_v2_c1"]["rows_per_s"] / m["batch_c1"]["rows_per_s"], 1
+            ),
+            "batch_v1_rows_vs_sklearn_predict_proba": round(
                 c["batch_c1"]["rows_per_s"] / baseline["rows_per_s"], 2
+            ),
+            "batch_v2_rows_vs_sklearn_predict_proba": round(
+                c["batch_v2_c1"]["rows_per_s"] / baseline["rows_per_s"], 2
             ),
         }
         targets = {
             "single_c1_p50_under_2ms": c["single_c1"]["p50_ms"] < 2.0,
             "single_throughput_15x_mlflow": ratios["single_c1_throughput_vs_mlflow"] >= 15,
-            "batch_rows_5x_sklearn": ratios["batch_rows_vs_sklearn_predict_proba"] >= 5,
+            "batch_v1_rows_5x_sklearn": ratios["batch_v1_rows_vs_sklearn_predict_proba"] >= 5,
+            "batch_v2_rows_5x_sklearn": ratios["batch_v2_rows_vs_sklearn_predict_proba"] >= 5,
         }
         out = {
             "benchmark": "serve",
@@ -307,13 +348,13 @@ def print_table(out: dict) -> None:
     lines = [
         f"model: {out['model']['candidate']} v{out['model']['version']}, wrk -t1, "
         f"one server worker, {out['machine']['nproc']} cores",
-        f"{'server':10} {'scenario':10} {'conns':>5} {'req/s':>10} {'rows/s':>11} "
+        f"{'server':10} {'scenario':12} {'conns':>5} {'req/s':>10} {'rows/s':>11} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'non2xx':>6}",
     ]
     for server, scenarios in out["results"].items():
         for label, r in scenarios.items():
             lines.append(
-                f"{server:10} {label:10} {r['connections']:>5} {r['req_per_s']:>10.1f} "
+                f"{server:10} {label:12} {r['connections']:>5} {r['req_per_s']:>10.1f} "
                 f"{r['rows_per_s']:>11.1f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['non2xx']:>6}"
             )
     b = out["sklearn_predict_proba"]
