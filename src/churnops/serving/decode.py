@@ -26,6 +26,7 @@ import numpy as np
 from churnops.data import contract
 from churnops.serving.validation import CODES, NUMERIC_DATATYPES, Columns
 
+_N_FEATURES = len(contract.FEATURE_NAMES)
 _N_NUMERIC = len(contract.NUMERIC)
 _N_CATEGORICAL = len(contract.CATEGORICAL)
 _NUMERIC_POS = [contract.FEATURE_NAMES.index(n) for n in contract.NUMERIC]
@@ -54,7 +55,6 @@ _Record = msgspec.defstruct(
 )
 _V1 = msgspec.defstruct("V1Request", [("instances", list[_Record])])  # type: ignore[valid-type]
 _V1_DECODER = msgspec.json.Decoder(_V1)
-_N_FEATURES = len(contract.FEATURE_NAMES)
 
 
 def _columns(by_field: list[Any], n: int) -> Columns:
