@@ -32,7 +32,7 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+$(VENV)/.installed: pyproject.toml setup.py $(CONSTRAINTS) $(wildcard src/churnops/*/*.c)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check "uv==0.13.9"
 	$(VENV)/bin/uv pip install -q --python $(PY) -c $(CONSTRAINTS) -e ".[dev]"

@@ -1,85 +1,91 @@
-"""The fast request path: JSON bytes → ``Columns`` in one typed pass, for valid batches.
+"""The fast request path: JSON bytes → ``Columns`` in one pass, for valid batches.
 
-The record contract is compiled once into msgspec types (numbers with their ranges,
-categories as literals, no unknown fields), so decoding a body also validates it, in C,
-without building a dict per record. A 1000-record batch then costs about a third of
-decoding it into Python objects and checking them column by column.
+The record contract is handed once to a compiled decoder (``_jsoncols.c``) that fills
+the numeric and category-code arrays straight from the request bytes, validating as it
+goes: no Python object per record or per value. A 1000-record V1 batch decodes about
+six times faster than msgspec decodes it into Python objects (and the conversion of
+those into arrays on top). V2 requests are decoded by msgspec down to each tensor's
+``data``, which the same decoder turns into its column.
 
 The fast path accepts a strict subset of what the reference path
 (``validation.parse_instances`` / ``parse_tensors`` after ``server.loads``) accepts and
 yields the same ``Columns`` (tests hold it to that). Anything else — a contract violation,
 an unknown category (also under ``unknown="score"``, which the reference path counts),
-NaN, nested tensor shapes, an empty or oversized batch — returns ``None``, and the caller
-runs the reference path, which names the field and row. Errors are therefore reported the
-same way whichever path a body would have taken.
+NaN, an escaped or non-ASCII string, a duplicate key, nested tensor shapes, an empty or
+oversized batch — returns ``None``, and the caller runs the reference path, which names
+the field and row. Errors are therefore reported the same way whichever path a body
+would have taken.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import msgspec
 import numpy as np
 
 from churnops.data import contract
-from churnops.serving.validation import CODES, NUMERIC_DATATYPES, Columns
+from churnops.serving import _jsoncols
+from churnops.serving.validation import NUMERIC_DATATYPES, Columns
 
-_N_FEATURES = len(contract.FEATURE_NAMES)
 _N_NUMERIC = len(contract.NUMERIC)
 _N_CATEGORICAL = len(contract.CATEGORICAL)
-_NUMERIC_POS = [contract.FEATURE_NAMES.index(n) for n in contract.NUMERIC]
-_CATEGORICAL_POS = [contract.FEATURE_NAMES.index(n) for n in contract.CATEGORICAL]
-_CODE_OF: list[Callable[[str], int]] = [CODES[n].__getitem__ for n in contract.CATEGORICAL]
-if any(len(CODES[n]) > 256 for n in contract.CATEGORICAL):  # codes travel as bytes below
-    raise RuntimeError("the fast path needs at most 256 allowed values per categorical field")
+_KIND = {"category": _jsoncols.CATEGORY, "integer": _jsoncols.INTEGER, "number": _jsoncols.NUMBER}
 
 
-def _value_type(f: contract.Field) -> Any:
-    """The msgspec type of one contract field's value."""
-    if not f.is_numeric:
-        return Literal[f.allowed]  # type: ignore[valid-type]
-    base = int if f.kind == "integer" else float
-    typ = Annotated[base, msgspec.Meta(ge=f.minimum, le=f.maximum)]  # type: ignore[valid-type]
-    return Optional[typ] if f.nullable else typ  # noqa: UP045 (a runtime type expression)
+def _field_spec(f: contract.Field) -> tuple:
+    names = contract.CATEGORICAL if f.kind == "category" else contract.NUMERIC
+    return (
+        f.name.encode(),
+        _KIND[f.kind],
+        names.index(f.name),
+        f.nullable,
+        -np.inf if f.minimum is None else float(f.minimum),
+        np.inf if f.maximum is None else float(f.maximum),
+        tuple(v.encode() for v in f.allowed),
+    )
+
+
+_DECODER = _jsoncols.Decoder(
+    tuple(_field_spec(f) for f in contract.FEATURES), contract.ID.name.encode()
+)
+
+
+def _shortest_value(f: contract.Field) -> int:
+    return len('""') + min(map(len, f.allowed)) if f.allowed else 1  # a one-digit number
+
+
+# No valid record is shorter ({"name":value,...}): a body of b bytes holds at most
+# b // _MIN_RECORD_BYTES of them, which bounds the arrays allocated before decoding.
+_MIN_RECORD_BYTES = (
+    len("{}")
+    + len(contract.FEATURES)
+    - 1
+    + sum(len(f.name) + len('"":') + _shortest_value(f) for f in contract.FEATURES)
+)
+
+
+def _empty(n: int) -> Columns:
+    return Columns(
+        numeric=np.empty((n, _N_NUMERIC), dtype=np.float64),
+        codes=np.empty((n, _N_CATEGORICAL), dtype=np.int64),
+    )
 
 
 # --- V1: {"instances": [record, ...]} --------------------------------------------------
 
-_Record = msgspec.defstruct(
-    "Record",
-    [(f.name, _value_type(f)) for f in contract.FEATURES] + [(contract.ID.name, Any, None)],
-    forbid_unknown_fields=True,
-    gc=False,
-)
-_V1 = msgspec.defstruct("V1Request", [("instances", list[_Record])])  # type: ignore[valid-type]
-_V1_DECODER = msgspec.json.Decoder(_V1)
-
-
-def _columns(by_field: list[Any], n: int) -> Columns:
-    """Per-field value sequences (``contract.FEATURE_NAMES`` order), already valid."""
-    numeric = np.empty((n, _N_NUMERIC), dtype=np.float64)
-    for j, pos in enumerate(_NUMERIC_POS):
-        numeric[:, j] = by_field[pos]  # None (a nullable field's missing value) → NaN
-    codes = np.empty((n, _N_CATEGORICAL), dtype=np.int64)
-    for j, pos in enumerate(_CATEGORICAL_POS):  # valid values: codes 0..len(allowed)-1
-        codes[:, j] = np.frombuffer(bytes(map(_CODE_OF[j], by_field[pos])), dtype=np.uint8)
-    return Columns(numeric=numeric, codes=codes)
-
 
 def v1(body: bytes, *, max_rows: int) -> Columns | None:
     """A V1 body → ``Columns``, or ``None`` when the reference path must judge it."""
-    try:
-        request: Any = _V1_DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    capacity = min(max_rows, len(body) // _MIN_RECORD_BYTES)
+    if capacity < 1:
         return None
-    records = request.instances
-    n = len(records)
-    if not 0 < n <= max_rows:
+    out = _empty(capacity)
+    n = _DECODER.records(body, out.numeric, out.codes)
+    if n < 1:
         return None
-    rows = list(map(msgspec.structs.astuple, records))
-    return _columns(list(zip(*rows, strict=True))[:_N_FEATURES], n)
+    return Columns(numeric=out.numeric[:n], codes=out.codes[:n])
 
 
 # --- V2: {"inputs": [tensor, ...], "outputs": [...], "id": ..., "parameters": {...}} ----
@@ -92,7 +98,7 @@ def _tensor_type(f: contract.Field) -> type:
         [
             ("datatype", datatype),
             ("shape", list[int]),
-            ("data", list[_value_type(f)]),  # type: ignore[misc]
+            ("data", msgspec.Raw),  # the compiled decoder reads the values
             ("parameters", Any, None),
         ],
         tag_field="name",
@@ -143,22 +149,20 @@ def v2(body: bytes, *, max_rows: int) -> V2Request | None:
     by_name = {type(t).__struct_config__.tag: t for t in request.inputs}
     if len(by_name) != len(request.inputs):
         return None  # an input named twice
-    n = None
-    data = []
-    for name in contract.FEATURE_NAMES:
-        t = by_name.get(name)
-        if t is None:
+    tensors = [by_name.get(name) for name in contract.FEATURE_NAMES]
+    if tensors[0] is None or len(tensors[0].shape) not in (1, 2):
+        return None
+    n = tensors[0].shape[0]
+    if not 0 < n <= max_rows:
+        return None
+    out = _empty(n)
+    for i, (f, t) in enumerate(zip(contract.FEATURES, tensors, strict=True)):
+        if t is None or t.shape not in ([n], [n, 1]):
             return None
-        if n is None:
-            n = len(t.data)
-            if not 0 < n <= max_rows:
-                return None
-        if len(t.data) != n or t.shape not in ([n], [n, 1]):
+        if not _DECODER.column(t.data, i, out.numeric if f.is_numeric else out.codes, n):
             return None
-        data.append(t.data)
-    assert n is not None
     return V2Request(
-        columns=_columns(data, n),
+        columns=out,
         id=None if request.id is None else str(request.id),
         parameters=request.parameters,
         outputs=None

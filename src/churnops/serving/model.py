@@ -32,7 +32,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from churnops.data import contract
 from churnops.errors import ModelLoadError
-from churnops.serving import metrics
+from churnops.serving import encode, metrics
 from churnops.serving.errors import MalformedRequest
 from churnops.serving.scoring import Scorer, SklearnScorer, compile_model, threshold_of, verify
 from churnops.serving.validation import (
@@ -262,6 +262,14 @@ class DecodedInferRequest(InferRequest):
         self.columns = columns
 
 
+@dataclass(frozen=True)
+class EncodedResponse:
+    """A response body already encoded as JSON, and the version that produced it."""
+
+    body: bytes
+    model_version: str
+
+
 @dataclass
 class Batch:
     """A validated request on its way through preprocess → predict → postprocess."""
@@ -448,12 +456,9 @@ class ChurnModel(Model):
         version = batch.model.version
         assert batch.proba is not None and batch.churn is not None
         if batch.protocol == "v1":
-            return {
-                "predictions": [
-                    {"churn_probability": p, "churn": c, "model_version": version}
-                    for p, c in zip(batch.proba.tolist(), batch.churn.tolist(), strict=True)
-                ]
-            }
+            return EncodedResponse(
+                encode.v1_predictions(batch.proba, batch.churn, version), version
+            )
         request = batch.request
         assert request is not None
         n = len(batch.proba)

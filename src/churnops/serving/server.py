@@ -256,8 +256,8 @@ class InferenceRoutes:
             result, _ = await self.dataplane.infer(
                 model_name=model_name, request=payload, headers=headers
             )
-            version = result["predictions"][0]["model_version"]
-            response = Response(orjson.dumps(result), media_type="application/json")
+            version = result.model_version
+            response = Response(result.body, media_type="application/json")
         except Exception as err:
             response = self._error(err)
         return self._finish("v1", started, version, response)
