@@ -1,13 +1,19 @@
-"""Model-server benchmark: churnops serve vs `mlflow models serve`, same registered model.
+"""Model-server benchmark: churnops serve vs `mlflow models serve` vs MLServer, same
+registered model.
 
 One run on this machine: an MLflow server, one training run (the champion), then each
 model server as its own process (one worker) and `wrk` (one thread) from a separate
 process on loopback. Scenarios: single-record requests at concurrency 1 and 8, and
-1000-record batches (V1 records; for churnops also V2 tensors). The batch baseline is the
-sklearn pipeline's own ``predict_proba`` on the same 1000 rows, in-process, called back
-to back for as long as a wrk run. Results: benchmarks/results/serve.json and a table.
+1000-record batches (V1 records; for churnops also V2 tensors). MLServer (1.7, with
+``mlserver-mlflow``) runs from its own venv (``make mlserver-venv``: its fastapi pin
+conflicts with ours) and is measured on V2 tensors, the same bodies churnops' V2 batch
+gets, plus its MLflow-protocol ``/invocations`` for the batch; it is left out when that
+venv is missing. The batch baseline is the sklearn pipeline's own ``predict_proba`` on
+the same 1000 rows, in-process, called back to back for as long as a wrk run. Results:
+benchmarks/results/serve.json and a table.
 
     python benchmarks/bench_serve.py [--duration 10] [--candidates logreg,xgboost]
+        [--mlserver .tools/mlserver-venv/bin/mlserver]
 """
 
 from __future__ import annotations
@@ -24,9 +30,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from churnops.localstack import Process
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "serve.json"
+MLSERVER = ROOT.parent / ".tools" / "mlserver-venv" / "bin" / "mlserver"
 
 LUA = """
 wrk.method = "POST"
@@ -95,6 +106,56 @@ def v2_body(recs: list[dict]) -> dict:
     }
 
 
+def start_mlserver(
+    binary: Path, model_uri: str, tracking_uri: str, *, workdir: Path, log_path: Path
+) -> Process:
+    """MLServer with ``mlserver_mlflow.MLflowRuntime`` loading ``model_uri`` from the
+    bench's registry, shaped like the other servers: inference in the server process
+    (``parallel_workers: 0``, i.e. one worker), loopback only, no access log (``debug``
+    off; churnops logs none either), metrics and gRPC on their own free ports."""
+    from churnops import localstack
+
+    binary = binary.absolute()  # its bin/ goes on PATH, like the venv's for mlflow's
+    repo = workdir / "mlserver"
+    (repo / "churn").mkdir(parents=True, exist_ok=True)
+    port = localstack.free_port()
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": localstack.free_port(),
+        "metrics_port": localstack.free_port(),
+        "parallel_workers": 0,
+        "debug": False,
+        # both default to the current directory: keep them out of the repo
+        "environments_dir": str(repo / ".envs"),
+        "metrics_dir": str(repo / ".metrics"),
+    }
+    model_settings = {
+        "name": "churn",
+        "implementation": "mlserver_mlflow.MLflowRuntime",
+        "parameters": {"uri": model_uri},
+    }
+    (repo / "settings.json").write_text(json.dumps(settings))
+    (repo / "churn" / "model-settings.json").write_text(json.dumps(model_settings))
+    return localstack.start(
+        "mlserver",
+        [str(binary), "start", str(repo)],
+        url=f"http://127.0.0.1:{port}",
+        health="/v2/models/churn/ready",
+        log_path=log_path,
+        timeout=180,
+        env={
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "PATH": os.pathsep.join([str(binary.parent), os.environ.get("PATH", "")]),
+        },
+    )
+
+
+def protocol(path: str) -> str:
+    """``v1``/``v2`` from a KServe path; ``mlflow`` for the MLflow scoring protocol."""
+    return "mlflow" if path == "/invocations" else path.split("/")[1]
+
+
 def wrk(url: str, body: Path, *, connections: int, duration: int, workdir: Path) -> dict:
     script = workdir / f"{body.stem}.lua"
     script.write_text(LUA.format(body=body))
@@ -160,6 +221,13 @@ def main() -> int:
     parser.add_argument("--candidates", default="logreg,xgboost")
     parser.add_argument("--rows", type=int, default=7043, help="training rows")
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--mlserver",
+        type=Path,
+        default=MLSERVER,
+        help="the mlserver executable of its own venv (`make mlserver-venv`); "
+        "MLServer is left out if it does not exist",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         log("wrk not found: `make system-deps` installs it")
@@ -199,9 +267,10 @@ def main() -> int:
         batch = records(args.batch, seed=3)
         bodies = {}
         for name, payload in (
-            ("churnops_single", {"instances": single}),
-            ("churnops_batch", {"instances": batch}),
-            ("churnops_batch_v2", v2_body(batch)),
+            ("v1_single", {"instances": single}),
+            ("v1_batch", {"instances": batch}),
+            ("v2_single", v2_body(single)),
+            ("v2_batch", v2_body(batch)),
             ("mlflow_single", mlflow_body(single)),
             ("mlflow_batch", mlflow_body(batch)),
         ):
@@ -248,18 +317,35 @@ def main() -> int:
                 },
             ),
         }
-        v1, v2 = "/v1/models/churn:predict", "/v2/models/churn/infer"
+        if args.mlserver.exists():
+            servers["mlserver"] = lambda: start_mlserver(
+                args.mlserver,
+                model_uri,
+                mlflow_proc.url,
+                workdir=work,
+                log_path=work / "mlserver.log",
+            )
+        else:
+            log(f"bench: {args.mlserver} not found (`make mlserver-venv`): MLServer left out")
+        v1, v2, inv = "/v1/models/churn:predict", "/v2/models/churn/infer", "/invocations"
         scenarios = {  # label → (body, connections, path)
             "churnops": {
-                "single_c1": ("single", 1, v1),
-                "single_c8": ("single", 8, v1),
-                "batch_c1": ("batch", 1, v1),
-                "batch_v2_c1": ("batch_v2", 1, v2),
+                "single_c1": ("v1_single", 1, v1),
+                "single_c8": ("v1_single", 8, v1),
+                "batch_c1": ("v1_batch", 1, v1),
+                "batch_v2_c1": ("v2_batch", 1, v2),
             },
             "mlflow": {
-                "single_c1": ("single", 1, "/invocations"),
-                "single_c8": ("single", 8, "/invocations"),
-                "batch_c1": ("batch", 1, "/invocations"),
+                "single_c1": ("mlflow_single", 1, inv),
+                "single_c8": ("mlflow_single", 8, inv),
+                "batch_c1": ("mlflow_batch", 1, inv),
+            },
+            # V2 is MLServer's own protocol; its /invocations mimics `mlflow models serve`
+            "mlserver": {
+                "single_c1": ("v2_single", 1, v2),
+                "single_c8": ("v2_single", 8, v2),
+                "batch_c1": ("v2_batch", 1, v2),
+                "batch_inv_c1": ("mlflow_batch", 1, inv),
             },
         }
         for server_name, start in servers.items():
@@ -267,10 +353,10 @@ def main() -> int:
             proc = start()
             procs.append(proc)
             # warm-up, then the measured runs
-            _, _, path = scenarios[server_name]["single_c1"]
+            body, _, path = scenarios[server_name]["single_c1"]
             wrk(
                 proc.url + path,
-                bodies[f"{server_name}_single"],
+                bodies[body],
                 connections=1,
                 duration=2,
                 workdir=work,
@@ -280,13 +366,13 @@ def main() -> int:
                 log(f"bench: {server_name} {label}")
                 r = wrk(
                     proc.url + path,
-                    bodies[f"{server_name}_{body}"],
+                    bodies[body],
                     connections=conns,
                     duration=args.duration,
                     workdir=work,
                 )
-                r["protocol"] = "mlflow" if server_name == "mlflow" else path.split("/")[1]
-                rows = 1 if body == "single" else args.batch
+                r["protocol"] = protocol(path)
+                rows = 1 if body.endswith("_single") else args.batch
                 r["rows_per_s"] = round(r["req_per_s"] * rows, 1)
                 results[server_name][label] = r
             proc.stop()
@@ -313,6 +399,8 @@ def main() -> int:
                 c["batch_v2_c1"]["rows_per_s"] / baseline["rows_per_s"], 2
             ),
         }
+        if "mlserver" in results:
+            ratios.update(mlserver_ratios(c, results["mlserver"]))
         targets = {
             "single_c1_p50_under_2ms": c["single_c1"]["p50_ms"] < 2.0,
             "single_throughput_15x_mlflow": ratios["single_c1_throughput_vs_mlflow"] >= 15,
@@ -348,6 +436,25 @@ def main() -> int:
         for proc in reversed(procs):
             proc.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def mlserver_ratios(c: dict, s: dict) -> dict:
+    """churnops over MLServer (V2 for MLServer throughout: its own protocol). Reported
+    only: there are no targets against MLServer."""
+    return {
+        "single_c1_throughput_vs_mlserver": round(
+            c["single_c1"]["req_per_s"] / s["single_c1"]["req_per_s"], 1
+        ),
+        "single_c8_throughput_vs_mlserver": round(
+            c["single_c8"]["req_per_s"] / s["single_c8"]["req_per_s"], 1
+        ),
+        "batch_rows_vs_mlserver": round(
+            c["batch_c1"]["rows_per_s"] / s["batch_c1"]["rows_per_s"], 1
+        ),
+        "batch_v2_rows_vs_mlserver": round(
+            c["batch_v2_c1"]["rows_per_s"] / s["batch_c1"]["rows_per_s"], 1
+        ),
+    }
 
 
 def print_table(out: dict) -> None:

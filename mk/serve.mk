@@ -1,12 +1,23 @@
 # Model server: run it alone, and its benchmark (included by the top-level Makefile).
-.PHONY: serve bench-serve
+.PHONY: serve bench-serve mlserver-venv
 
 SERVE_ARGS ?=
+# MLServer (+ mlserver-mlflow) is benchmarked from its own venv: its fastapi pin conflicts
+# with the main one. Rebuilt only when requirements/mlserver.txt changes (stamp file).
+MLSERVER_VENV := $(TOOLS)/mlserver-venv
 
 serve: setup ## run the model server alone on :8080 (CHURNOPS_MODEL_URI, MLFLOW_TRACKING_URI; SERVE_ARGS=...)
 	$(CHURNOPS) serve --http-port 8080 $(SERVE_ARGS)
 
 bench: bench-serve
 
-bench-serve: setup ## churnops serve vs mlflow models serve with wrk: p50/p99, req/s, rows/s -> benchmarks/results/serve.json
-	$(PY) benchmarks/bench_serve.py
+bench-serve: setup $(MLSERVER_VENV)/.installed ## churnops serve vs mlflow models serve vs MLServer with wrk: p50/p99, req/s, rows/s -> benchmarks/results/serve.json
+	$(PY) benchmarks/bench_serve.py --mlserver $(MLSERVER_VENV)/bin/mlserver
+
+mlserver-venv: $(MLSERVER_VENV)/.installed ## MLServer + mlserver-mlflow in .tools/mlserver-venv (for bench-serve)
+
+# uv comes from the main venv (order-only: reinstalling that one does not redo this one).
+$(MLSERVER_VENV)/.installed: requirements/mlserver.txt | $(VENV)/.installed
+	@test -x $(MLSERVER_VENV)/bin/python || python3 -m venv $(MLSERVER_VENV)
+	$(VENV)/bin/uv pip install -q --python $(MLSERVER_VENV)/bin/python -r requirements/mlserver.txt
+	@touch $@
