@@ -402,6 +402,12 @@ def test_v2_malformed_and_wrong_content_type(model_server) -> None:
     url = f"{model_server.url}/v2/models/churn/infer"
     r = requests.post(url, data=b'{"inputs": [', headers=JSON, timeout=10)
     assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
+    body = json.dumps(v2_body([GOOD])).encode().replace(b'"data": ["', b'"data": ["\xf4', 1)
+    r = requests.post(url, data=body, headers=JSON, timeout=10)  # invalid UTF-8
+    assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
+    body = json.dumps({"instances": [GOOD]}).encode().replace(b'"gender": "', b'"gender": "\xf4')
+    r = requests.post(f"{model_server.url}/v1/models/churn:predict", data=body, headers=JSON)
+    assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
     r = requests.post(url, data=b"a,b\n1,2", headers={"Content-Type": "text/csv"}, timeout=10)
     assert r.status_code == 415 and "Content-Type" in r.json()["error"]
 

@@ -122,6 +122,7 @@ def _v2(change) -> bytes:
         _v2(lambda b: b.update(outputs=[{"name": "churn", "parameters": 1}])),
         _v2(lambda b: [i.update(shape=[0], data=[]) for i in b["inputs"]]),  # empty batch
         json.dumps({"instances": [GOOD]}).encode(),
+        json.dumps(v2_body([GOOD, GOOD])).encode().replace(b'"Female"', b'"F\xf4male"', 1),
     ],
 )
 def test_v2_bodies_left_to_the_reference_path(body: bytes) -> None:

@@ -144,8 +144,8 @@ def v2(body: bytes, *, max_rows: int) -> V2Request | None:
     """A V2 JSON body → ``V2Request``, or ``None`` when the reference path must judge it."""
     try:
         request: Any = _V2_DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return None  # msgspec raises the last for invalid UTF-8 in a string
     by_name = {type(t).__struct_config__.tag: t for t in request.inputs}
     if len(by_name) != len(request.inputs):
         return None  # an input named twice
