@@ -1,5 +1,5 @@
 # Model server: run it alone, and its benchmark (included by the top-level Makefile).
-.PHONY: serve bench-serve mlserver-venv
+.PHONY: serve bench-serve mlserver-venv fuzz-decoder
 
 SERVE_ARGS ?=
 # MLServer (+ mlserver-mlflow) is benchmarked from its own venv: its fastapi pin conflicts
@@ -21,3 +21,8 @@ $(MLSERVER_VENV)/.installed: requirements/mlserver.txt | $(VENV)/.installed
 	@test -x $(MLSERVER_VENV)/bin/python || python3 -m venv $(MLSERVER_VENV)
 	$(VENV)/bin/uv pip install -q --python $(MLSERVER_VENV)/bin/python -r requirements/mlserver.txt
 	@touch $@
+
+FUZZ_ITERATIONS ?= 50000
+
+fuzz-decoder: setup ## the compiled request decoder under ASan + UBSan: mutated bodies vs the reference path
+	$(PY) scripts/fuzz_decoder.py --iterations $(FUZZ_ITERATIONS)

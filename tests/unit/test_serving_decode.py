@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -274,43 +275,66 @@ def test_structural_oddities_take_the_reference_path(body: bytes) -> None:
 
 
 _JSONISH = b' \t\r\n{}[]:,"\\0123456789.-+eEnultrfasYNMD'
+FUZZ_ITERATIONS = int(os.environ.get("CHURNOPS_FUZZ_ITERATIONS", "2000"))
+"""Mutations per seed; ``make fuzz-decoder`` raises it and runs under ASan + UBSan."""
+
+
+def _mutate(body: bytes, rng: np.random.Generator) -> bytes:
+    out = bytearray(body)
+    for _ in range(int(rng.integers(1, 5))):
+        at = int(rng.integers(0, len(out) + 1))
+        action = int(rng.integers(0, 5))
+        if action == 0 and at < len(out):  # a JSON-ish byte instead
+            out[at] = _JSONISH[int(rng.integers(0, len(_JSONISH)))]
+        elif action == 1:  # a few bytes gone
+            del out[at : at + int(rng.integers(1, 8))]
+        elif action == 2:  # a JSON-ish byte more
+            out[at:at] = bytes([_JSONISH[int(rng.integers(0, len(_JSONISH)))]])
+        elif action == 3 and at < len(out):  # any byte (invalid UTF-8 included)
+            out[at] = int(rng.integers(0, 256))
+        else:  # a slice of the body repeated elsewhere (keys twice, nested values)
+            src = int(rng.integers(0, len(out) + 1))
+            out[at:at] = out[src : src + int(rng.integers(1, 40))]
+    return bytes(out)
+
+
+def _check_against_reference(body: bytes, max_rows: int) -> int:
+    taken = 0
+    fast = decode.v1(body, max_rows=max_rows)
+    if fast is not None:
+        taken += 1
+        reference = _reference_v1(body, max_rows)
+        assert reference is not None, body
+        assert_same(fast, reference)
+    fast2 = decode.v2(body, max_rows=max_rows)
+    if fast2 is not None:
+        taken += 1
+        payload = loads(body)
+        tensors = [
+            Tensor(i["name"], i["datatype"], i["shape"], i["data"]) for i in payload["inputs"]
+        ]
+        assert_same(fast2.columns, parse_tensors(tensors, max_rows=max_rows))
+    return taken
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_mutated_bodies_never_decode_to_something_the_reference_rejects(seed: int) -> None:
-    """Random byte edits of valid bodies: the fast path either declines or agrees exactly."""
+    """Random edits of valid bodies: the fast path either declines or agrees exactly."""
     rng = np.random.default_rng(seed)
-    records = generated_records(3, seed)
-    base = json.dumps({"instances": records}).encode()
-    v2_base = json.dumps(v2_body(records)).encode()
+    records = generated_records(int(rng.integers(1, 5)), seed)
+    bases = [
+        json.dumps({"instances": records}).encode(),
+        json.dumps({"instances": records}, indent=1).encode(),
+        json.dumps(v2_body(records)).encode(),
+    ]
+    for k in range(len(bases[0])):  # every truncation: the end-of-body checks
+        assert decode.v1(bases[0][:k], max_rows=10) is None
+        assert decode.v2(bases[2][:k], max_rows=10) is None
     taken = 0
-    for _ in range(2000):
-        body = bytearray(base if rng.random() < 0.7 else v2_base)
-        for _ in range(int(rng.integers(1, 4))):
-            at = int(rng.integers(0, len(body)))
-            action = rng.integers(0, 3)
-            if action == 0:
-                body[at] = _JSONISH[int(rng.integers(0, len(_JSONISH)))]
-            elif action == 1:
-                del body[at : at + int(rng.integers(1, 4))]
-            else:
-                body[at:at] = bytes([_JSONISH[int(rng.integers(0, len(_JSONISH)))]])
-        body = bytes(body)
-        fast = decode.v1(body, max_rows=10)
-        if fast is not None:
-            taken += 1
-            reference = _reference_v1(body)
-            assert reference is not None, body
-            assert_same(fast, reference)
-        fast2 = decode.v2(body, max_rows=10)
-        if fast2 is not None:
-            taken += 1
-            payload = loads(body)
-            tensors = [
-                Tensor(i["name"], i["datatype"], i["shape"], i["data"]) for i in payload["inputs"]
-            ]
-            assert_same(fast2.columns, parse_tensors(tensors, max_rows=10))
-    assert taken >= 10  # some edits (in ids, whitespace, digits) keep a body valid
+    for _ in range(FUZZ_ITERATIONS):
+        body = _mutate(bases[int(rng.integers(0, len(bases)))], rng)
+        taken += _check_against_reference(body, max_rows=int(rng.choice([1, 3, 10])))
+    assert taken > 0  # some edits (in ids, whitespace, digits) keep a body valid
 
 
 def test_decoder_refuses_arrays_it_cannot_fill() -> None:
