@@ -9,10 +9,13 @@ process on loopback. Scenarios: single-record requests at concurrency 1 and 8, a
 conflicts with ours) and is measured on V2 tensors, the same bodies churnops' V2 batch
 gets, plus its MLflow-protocol ``/invocations`` for the batch; it is left out when that
 venv is missing. The batch baseline is the sklearn pipeline's own ``predict_proba`` on
-the same 1000 rows, in-process, called back to back for as long as a wrk run. Results:
-benchmarks/results/serve.json and a table.
+the same 1000 rows, in-process, called back to back for as long as a wrk run. Then each
+other model family (``--also``, default xgboost) gets its own registered version, its own
+sklearn baseline and churnops' two batch runs, reported under ``other_model_families``
+(no targets: for a tree ensemble the booster's own predict is a large share of both
+sides). Results: benchmarks/results/serve.json and a table.
 
-    python benchmarks/bench_serve.py [--duration 10] [--candidates logreg,xgboost]
+    python benchmarks/bench_serve.py [--duration 10] [--candidates logreg,xgboost] [--also xgboost]
         [--mlserver .tools/mlserver-venv/bin/mlserver]
 """
 
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -222,6 +226,12 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=7043, help="training rows")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument(
+        "--also",
+        default="xgboost",
+        help="other model families (comma-separated) to serve a 1000-row batch of, each "
+        "against its own sklearn pipeline",
+    )
+    parser.add_argument(
         "--mlserver",
         type=Path,
         default=MLSERVER,
@@ -348,22 +358,17 @@ def main() -> int:
                 "batch_inv_c1": ("mlflow_batch", 1, inv),
             },
         }
-        for server_name, start in servers.items():
-            log(f"bench: starting {server_name}")
+
+        def measure(name: str, start: Callable[[], Process], runs: dict) -> dict:
+            """Start one server, warm it up, run its scenarios, stop it."""
+            log(f"bench: starting {name}")
             proc = start()
             procs.append(proc)
-            # warm-up, then the measured runs
-            body, _, path = scenarios[server_name]["single_c1"]
-            wrk(
-                proc.url + path,
-                bodies[body],
-                connections=1,
-                duration=2,
-                workdir=work,
-            )
-            results[server_name] = {}
-            for label, (body, conns, path) in scenarios[server_name].items():
-                log(f"bench: {server_name} {label}")
+            body, _, path = next(iter(runs.values()))
+            wrk(proc.url + path, bodies[body], connections=1, duration=2, workdir=work)
+            out = {}
+            for label, (body, conns, path) in runs.items():
+                log(f"bench: {name} {label}")
                 r = wrk(
                     proc.url + path,
                     bodies[body],
@@ -374,9 +379,48 @@ def main() -> int:
                 r["protocol"] = protocol(path)
                 rows = 1 if body.endswith("_single") else args.batch
                 r["rows_per_s"] = round(r["req_per_s"] * rows, 1)
-                results[server_name][label] = r
+                out[label] = r
             proc.stop()
             procs.remove(proc)
+            return out
+
+        for server_name, start in servers.items():
+            results[server_name] = measure(server_name, start, scenarios[server_name])
+
+        # The ratio to the sklearn pipeline depends on the model family: for a tree
+        # ensemble the booster's own predict is a large share of both sides. Each other
+        # family gets its own registered version, baseline and batch runs (no targets).
+        families = {}
+        for family in [f for f in args.also.split(",") if f and f != summary["candidate"]]:
+            log(f"bench: training a {family} model for the family comparison")
+            other = run_training(
+                str(data),
+                tracking_uri=mlflow_proc.url,
+                model_name="churn",
+                experiment="bench",
+                train_config=TrainConfig(candidates=(family,)),
+            )
+            uri = f"models:/churn/{other['version']}"
+            tracking.connect(mlflow_proc.url)
+            family_baseline = sklearn_baseline(uri, batch, seconds=args.duration)
+            runs = measure(
+                f"churnops ({family})",
+                lambda uri=uri, family=family: start_model_server(
+                    uri, mlflow_proc.url, log_path=work / f"churnops-{family}.log"
+                ),
+                {k: scenarios["churnops"][k] for k in ("batch_c1", "batch_v2_c1")},
+            )
+            families[family] = {
+                "model": {"uri": uri, "version": other["version"]},
+                "sklearn_predict_proba": family_baseline,
+                "results": runs,
+                "ratios": {
+                    f"batch_{p}_rows_vs_sklearn_predict_proba": round(
+                        runs[label]["rows_per_s"] / family_baseline["rows_per_s"], 2
+                    )
+                    for p, label in (("v1", "batch_c1"), ("v2", "batch_v2_c1"))
+                },
+            }
 
         c, m = results["churnops"], results["mlflow"]
         ratios = {
@@ -426,6 +470,7 @@ def main() -> int:
             "results": results,
             "ratios": ratios,
             "targets": targets,
+            "other_model_families": families,
         }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(out, indent=2) + "\n")
@@ -476,6 +521,17 @@ def print_table(out: dict) -> None:
         f"{b['mean_ms']} ms, median {b['median_ms']} ms, {b['rows_per_s']} rows/s"
     )
     lines += [f"{k}: {v}" for k, v in out["ratios"].items()]
+    for family, f in out.get("other_model_families", {}).items():
+        b = f["sklearn_predict_proba"]
+        runs = ", ".join(
+            f"{label} {r['req_per_s']:.1f} req/s p50 {r['p50_ms']:.3f} ms"
+            for label, r in f["results"].items()
+        )
+        ratios = ", ".join(f"{k}: {v}" for k, v in f["ratios"].items())
+        lines.append(
+            f"{family} model v{f['model']['version']}: churnops {runs}; sklearn "
+            f"predict_proba mean {b['mean_ms']} ms; {ratios}"
+        )
     lines += [f"target {k}: {'met' if v else 'NOT met'}" for k, v in out["targets"].items()]
     print("\n".join(lines), file=sys.stderr)
 
