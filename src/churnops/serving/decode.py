@@ -2,10 +2,10 @@
 
 The record contract is handed once to a compiled decoder (``_jsoncols.c``) that fills
 the numeric and category-code arrays straight from the request bytes, validating as it
-goes: no Python object per record or per value. A 1000-record V1 batch decodes about
-six times faster than msgspec decodes it into Python objects (and the conversion of
-those into arrays on top). V2 requests are decoded by msgspec down to each tensor's
-``data``, which the same decoder turns into its column.
+goes: no Python object per record or per value. A 1000-record V1 batch (504 KB)
+decodes in about 0.37 ms on the development machine, against 1.6 ms for msgspec typed
+records gathered into the same arrays (the previous fast path). V2 requests are decoded
+by msgspec down to each tensor's ``data``, which the same decoder turns into its column.
 
 The fast path accepts a strict subset of what the reference path
 (``validation.parse_instances`` / ``parse_tensors`` after ``server.loads``) accepts and
