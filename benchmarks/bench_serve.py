@@ -414,37 +414,15 @@ def main() -> int:
                 "model": {"uri": uri, "version": other["version"]},
                 "sklearn_predict_proba": family_baseline,
                 "results": runs,
-                "ratios": {
-                    f"batch_{p}_rows_vs_sklearn_predict_proba": round(
-                        runs[label]["rows_per_s"] / family_baseline["rows_per_s"], 2
-                    )
-                    for p, label in (("v1", "batch_c1"), ("v2", "batch_v2_c1"))
-                },
+                "ratios": sklearn_ratios(runs, family_baseline),
             }
 
-        c, m = results["churnops"], results["mlflow"]
+        c = results["churnops"]
         ratios = {
-            "single_c1_throughput_vs_mlflow": round(
-                c["single_c1"]["req_per_s"] / m["single_c1"]["req_per_s"], 1
-            ),
-            "single_c8_throughput_vs_mlflow": round(
-                c["single_c8"]["req_per_s"] / m["single_c8"]["req_per_s"], 1
-            ),
-            "batch_rows_vs_mlflow": round(
-                c["batch_c1"]["rows_per_s"] / m["batch_c1"]["rows_per_s"], 1
-            ),
-            "batch_v2_rows_vs_mlflow": round(
-                c["batch_v2_c1"]["rows_per_s"] / m["batch_c1"]["rows_per_s"], 1
-            ),
-            "batch_v1_rows_vs_sklearn_predict_proba": round(
-                c["batch_c1"]["rows_per_s"] / baseline["rows_per_s"], 2
-            ),
-            "batch_v2_rows_vs_sklearn_predict_proba": round(
-                c["batch_v2_c1"]["rows_per_s"] / baseline["rows_per_s"], 2
-            ),
+            **peer_ratios(c, results["mlflow"], "mlflow"),
+            **sklearn_ratios(c, baseline),
+            **(peer_ratios(c, results["mlserver"], "mlserver") if "mlserver" in results else {}),
         }
-        if "mlserver" in results:
-            ratios.update(mlserver_ratios(c, results["mlserver"]))
         targets = {
             "single_c1_p50_under_2ms": c["single_c1"]["p50_ms"] < 2.0,
             "single_throughput_15x_mlflow": ratios["single_c1_throughput_vs_mlflow"] >= 15,
@@ -483,22 +461,30 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def mlserver_ratios(c: dict, s: dict) -> dict:
-    """churnops over MLServer (V2 for MLServer throughout: its own protocol). Reported
-    only: there are no targets against MLServer."""
+def peer_ratios(c: dict, peer: dict, name: str) -> dict:
+    """churnops over another server: single-record throughput, and batch rows/s of
+    churnops' V1 and V2 batches against the peer's one batch scenario."""
     return {
-        "single_c1_throughput_vs_mlserver": round(
-            c["single_c1"]["req_per_s"] / s["single_c1"]["req_per_s"], 1
+        f"single_c1_throughput_vs_{name}": round(
+            c["single_c1"]["req_per_s"] / peer["single_c1"]["req_per_s"], 1
         ),
-        "single_c8_throughput_vs_mlserver": round(
-            c["single_c8"]["req_per_s"] / s["single_c8"]["req_per_s"], 1
+        f"single_c8_throughput_vs_{name}": round(
+            c["single_c8"]["req_per_s"] / peer["single_c8"]["req_per_s"], 1
         ),
-        "batch_rows_vs_mlserver": round(
-            c["batch_c1"]["rows_per_s"] / s["batch_c1"]["rows_per_s"], 1
-        ),
-        "batch_v2_rows_vs_mlserver": round(
-            c["batch_v2_c1"]["rows_per_s"] / s["batch_c1"]["rows_per_s"], 1
-        ),
+        **{
+            f"{key}_vs_{name}": round(c[label]["rows_per_s"] / peer["batch_c1"]["rows_per_s"], 1)
+            for key, label in (("batch_rows", "batch_c1"), ("batch_v2_rows", "batch_v2_c1"))
+        },
+    }
+
+
+def sklearn_ratios(c: dict, baseline: dict) -> dict:
+    """churnops' V1 and V2 batch rows/s over the sklearn pipeline's own predict_proba."""
+    return {
+        f"batch_{protocol}_rows_vs_sklearn_predict_proba": round(
+            c[label]["rows_per_s"] / baseline["rows_per_s"], 2
+        )
+        for protocol, label in (("v1", "batch_c1"), ("v2", "batch_v2_c1"))
     }
 
 
