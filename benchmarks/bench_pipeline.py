@@ -18,10 +18,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from churnops import localstack
+from churnops import processes
 from churnops.data.generate import GeneratorConfig, write
-from churnops.pipeline import run_local
 from churnops.progress import log
+from churnops.training.runner import run_local
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -55,7 +55,12 @@ class TaskClock(logging.Filter):
 def import_cost() -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "import kfp, churnops.steps, mlflow, sklearn, xgboost"], check=True
+        [
+            sys.executable,
+            "-c",
+            "import kfp, churnops.training.components, mlflow, sklearn, xgboost",
+        ],
+        check=True,
     )
     return time.perf_counter() - start
 
@@ -65,7 +70,7 @@ def main() -> None:
     results: dict = {"sizes": {}, "task_startup_seconds": import_cost()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        with localstack.start_mlflow(
+        with processes.start_mlflow(
             backend_uri=f"sqlite:///{work / 'mlflow.db'}",
             artifacts_dir=work / "art",
             log_path=work / "mlflow.log",

@@ -49,7 +49,7 @@ def _data_validate(args: argparse.Namespace) -> dict:
 def _train(args: argparse.Namespace) -> dict:
     from churnops.model.train import TrainConfig
     from churnops.registry import GateConfig
-    from churnops.workflow import run_training
+    from churnops.training.flow import run_training
 
     train_config = TrainConfig(
         seed=args.seed, candidates=tuple(args.candidates.split(",")), search_rows=args.search_rows
@@ -85,8 +85,11 @@ def _demo(args: argparse.Namespace) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from churnops.model.candidates import DEFAULT_CANDIDATES
+    from churnops.model.candidates import CANDIDATES
+    from churnops.model.train import TrainConfig
+    from churnops.registry import GateConfig
 
+    train_defaults, gate_defaults = TrainConfig(), GateConfig()
     parser = argparse.ArgumentParser(prog="churnops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -117,17 +120,42 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
     train.add_argument("--model-name", default="churn")
     train.add_argument("--experiment", default="churn")
-    train.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES))
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--candidates",
+        default=",".join(train_defaults.candidates),
+        help=f"comma-separated model families, from {', '.join(CANDIDATES)} (default: %(default)s)",
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=train_defaults.seed,
+        help="split, folds and models (default: %(default)s)",
+    )
     train.add_argument(
         "--search-rows",
         type=int,
-        default=50_000,
-        help="rows used for the grid search and threshold CV (the final fit uses all)",
+        default=train_defaults.search_rows,
+        help="rows used for the grid search and threshold CV; the final fit uses all "
+        "(default: %(default)s)",
     )
-    train.add_argument("--tolerance", type=float, default=0.005)
-    train.add_argument("--min-roc-auc", type=float, default=0.75)
-    train.add_argument("--min-f1", type=float, default=0.5)
+    train.add_argument(
+        "--tolerance",
+        type=float,
+        default=gate_defaults.tolerance,
+        help="how much worse than the champion the challenger may be (default: %(default)s)",
+    )
+    train.add_argument(
+        "--min-roc-auc",
+        type=float,
+        default=gate_defaults.min_roc_auc,
+        help="gate floor on test ROC AUC (default: %(default)s)",
+    )
+    train.add_argument(
+        "--min-f1",
+        type=float,
+        default=gate_defaults.min_f1,
+        help="gate floor on test F1 (default: %(default)s)",
+    )
     train.set_defaults(handler=_train)
 
     reg = sub.add_parser("registry", help="read or move the model aliases")
@@ -154,7 +182,7 @@ _EXTENSIONS: list[Callable[[Any], None]] = []
 def _load_extensions() -> None:
     import importlib
 
-    for module in ("churnops.pipeline_cli", "churnops.serving.cli", "churnops.rollout.cli"):
+    for module in ("churnops.training.cli", "churnops.serving.cli", "churnops.rollout.cli"):
         try:
             _EXTENSIONS.append(importlib.import_module(module).register)
         except ModuleNotFoundError as err:

@@ -77,3 +77,19 @@ class PipelineFailed(ChurnopsError):
     is still printed. CLI: exit 7."""
 
     exit_code = 7
+
+
+class UsageError(ChurnopsError, ValueError):
+    """A command-line argument is invalid (bad JSON, unknown name, out of range).
+
+    CLI: exit code 2 (argparse's own code for usage errors), message names the flag.
+    """
+
+    exit_code = 2
+
+
+class KfpUnavailable(ChurnopsError, ConnectionError):
+    """The KFP API server could not be reached or refused the request. CLI: exit 8; the
+    alert receiver answers 502 so Alertmanager retries the notification."""
+
+    exit_code = 8

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from churnops.errors import PipelineFailed
-from churnops.pipeline import run_local
+from churnops.training.runner import run_local
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from churnops.data.generate import GeneratorConfig, write
-from churnops.localstack import free_port
+from churnops.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""The churn training pipeline (KFP v2).
+"""The churn training pipeline (KFP v2): the DAG over ``churnops.training.components``.
 
 open MLflow run → ingest + validate → split → train candidates in parallel
 (ParallelFor + Collected) → evaluate + select → register + gate → canary deploy (only
@@ -9,18 +9,23 @@ state on the MLflow run and removes half-registered versions.
 credentials from the ``churnops-mlflow`` ConfigMap and ``churnops-mlflow-auth`` Secret
 via kfp-kubernetes). ``build(cluster=False)`` is the same DAG for ``kfp.local``, which
 cannot run exit handlers yet: there ``churnops pipeline run --local`` calls the same
-finalize step itself when the run ends.
+finalize step itself when the run ends. Parameter defaults are the frozen config
+dataclasses' (``TrainConfig``, ``GateConfig``, ``AnalysisConfig``).
 """
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Input, Model
 
-from components import steps as c
+from churnops.model.train import TrainConfig
+from churnops.registry import GateConfig
+from churnops.rollout.analysis import AnalysisConfig
+from churnops.training import components as c
+
+_TRAIN, _GATE, _CANARY = TrainConfig(), GateConfig(), AnalysisConfig()
 
 PIPELINE_NAME = "churn-training"
 CONFIG_MAP = "churnops-mlflow"
 SECRET = "churnops-mlflow-auth"
-DEFAULT_CANDIDATES = ["logreg", "random_forest", "xgboost"]
 
 
 def _mlflow_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -211,19 +216,19 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         tracking_uri: str = "",
         model_name: str = "churn",
         experiment: str = "churn-pipeline",
-        candidates: list = DEFAULT_CANDIDATES,
-        seed: int = 42,
-        test_size: float = 0.2,
-        search_rows: int = 50_000,
-        min_roc_auc: float = 0.75,
-        min_f1: float = 0.5,
-        tolerance: float = 0.005,
+        candidates: list = list(_TRAIN.candidates),  # noqa: B006 - a KFP default, never mutated
+        seed: int = _TRAIN.seed,
+        test_size: float = _TRAIN.test_size,
+        search_rows: int = _TRAIN.search_rows,
+        min_roc_auc: float = _GATE.min_roc_auc,
+        min_f1: float = _GATE.min_f1,
+        tolerance: float = _GATE.tolerance,
         deploy_target: str = "kserve",
         namespace: str = "churnops",
         inference_service: str = "churn",
-        canary_percent: int = 10,
-        canary_steps: list = [10, 25, 50, 100],  # noqa: B006 - a KFP default, never mutated
-        canary_interval_seconds: int = 120,
+        canary_percent: int = _CANARY.steps[0],
+        canary_steps: list = list(_CANARY.steps),  # noqa: B006 - a KFP default, never mutated
+        canary_interval_seconds: int = int(_CANARY.interval_seconds),
         prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090",
         local_port: int = 0,
         run_key: str = "",
@@ -249,6 +254,3 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         "and roll it out to the KServe InferenceService as a metric-gated canary."
     )
     return dsl.pipeline(name=PIPELINE_NAME, description=pipeline.__doc__)(pipeline)
-
-
-churn_training = build(cluster=True)
