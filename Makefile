@@ -60,7 +60,7 @@ test-unit: setup ## fast in-process tests only
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 demo: setup ## the whole flow on this machine, embedded defaults, no cluster
-	$(CHURNOPS) demo
+	$(CHURNOPS) demo --prometheus-rules monitoring/prometheus
 
 pipelines: setup ## compile the KFP pipeline spec (src/churnops/training/churn_training.yaml; pipelines/ links it)
 	$(CHURNOPS) pipeline compile --out src/churnops/training/churn_training.yaml

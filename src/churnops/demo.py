@@ -74,9 +74,18 @@ def _traffic(url: str, rows: int = 200) -> dict[str, Any]:
 
 
 def run_demo(
-    *, workdir: str | Path = ".churnops", rows: int = 7043, keep_running: bool | None = None
+    *,
+    workdir: str | Path = ".churnops",
+    rows: int = 7043,
+    rules_dir: str | Path | None = None,
+    keep_running: bool | None = None,
 ) -> dict:
-    """Run the demo; returns what it did and where to look (the command's JSON)."""
+    """Run the demo; returns what it did and where to look (the command's JSON).
+
+    Args:
+        rules_dir: Prometheus rule files (``*.rules.yaml``) to load, e.g. the checkout's
+            ``monitoring/prometheus`` (``make demo`` passes it); none by default.
+    """
     from churnops.training.runner import run_local
 
     home = Path(workdir).resolve()
@@ -134,9 +143,7 @@ def run_demo(
             prom = processes.start_prometheus(
                 targets={"churnops/churn-predictor": [host]},
                 workdir=home / "prometheus",
-                rule_files=sorted(
-                    Path(__file__).resolve().parents[2].glob("monitoring/prometheus/*.rules.yaml")
-                ),
+                rule_files=sorted(Path(rules_dir).glob("*.rules.yaml")) if rules_dir else [],
                 scrape_interval="5s",
                 port=_port(9090),
             )

@@ -93,3 +93,24 @@ class KfpUnavailable(ChurnopsError, ConnectionError):
     alert receiver answers 502 so Alertmanager retries the notification."""
 
     exit_code = 8
+
+
+class RegistryStateError(ChurnopsError, LookupError):
+    """The registry is not in a state that allows the change: no such model or version, a
+    version that is not READY, no previous champion to roll back to. CLI: exit 9; checked
+    before the first write, so nothing changed."""
+
+    exit_code = 9
+
+
+class ChampionChanged(RegistryStateError):
+    """The champion moved while a promotion was being decided (another promotion or
+    rollback won the race). The caller re-gates against the new champion; the CLI never
+    shows it unless re-gating gives up (exit 9)."""
+
+
+class ClusterUnavailable(ChurnopsError, ConnectionError):
+    """No Kubernetes configuration (kubeconfig or in-cluster service account), or the API
+    server cannot be reached. CLI: exit 10; nothing was changed on the cluster."""
+
+    exit_code = 10

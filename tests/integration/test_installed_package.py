@@ -16,7 +16,8 @@ from churnops import __version__
 from churnops.data.generate import GeneratorConfig, write
 from churnops.training.runner import packaged_spec
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Minutes of real training in separate processes; a loaded machine needs the headroom.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = Path(sys.executable).parent / "uv"

@@ -149,3 +149,27 @@ def test_image_tag_package_version_and_chart_app_version_agree():
     from importlib.metadata import version
 
     assert chart["appVersion"] == __version__ == version("churnops")
+
+
+def test_pipeline_parameter_defaults_are_the_config_dataclasses(committed):
+    from churnops.model.train import TrainConfig
+    from churnops.registry import GateConfig
+    from churnops.rollout.analysis import AnalysisConfig
+
+    inputs = components.load_component_from_file(str(committed)).component_spec.inputs
+    default = {name: spec.default for name, spec in inputs.items()}
+    train, gate, canary = TrainConfig(), GateConfig(), AnalysisConfig()
+    assert default["candidates"] == list(train.candidates)
+    assert (default["seed"], default["test_size"], default["search_rows"]) == (
+        train.seed,
+        train.test_size,
+        train.search_rows,
+    )
+    assert (default["min_roc_auc"], default["min_f1"], default["tolerance"]) == (
+        gate.min_roc_auc,
+        gate.min_f1,
+        gate.tolerance,
+    )
+    assert default["canary_steps"] == list(canary.steps)
+    assert default["canary_percent"] == canary.steps[0]
+    assert default["canary_interval_seconds"] == canary.interval_seconds

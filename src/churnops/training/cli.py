@@ -100,9 +100,7 @@ def register(sub: Any) -> None:
     run.add_argument(
         "--model-name", default="churn", help="registered model (default: %(default)s)"
     )
-    run.add_argument(
-        "--experiment", default="churn-pipeline", help="MLflow experiment (default: %(default)s)"
-    )
+    run.add_argument("--experiment", default="", help="MLflow experiment (default: the model name)")
     run.add_argument("--candidates", help="comma-separated candidate names")
     run.add_argument(
         "--pipeline-root",
@@ -113,7 +111,8 @@ def register(sub: Any) -> None:
         "--deploy",
         choices=["none", "local"],
         default="none",
-        help="after a promotion: serve the new champion from a local model server",
+        help="after a promotion: serve the new champion from a local model server "
+        "(default: %(default)s)",
     )
     run.add_argument(
         "--port", type=int, default=0, help="local model server port (0: any free port)"

@@ -6,16 +6,19 @@ anywhere before it registers nothing.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from churnops import registry, tracking
-from churnops.data import ValidationConfig, contract
+from churnops.data import ValidationConfig
+from churnops.errors import UsageError
 from churnops.model.train import TrainConfig, select, split
 from churnops.progress import log
 from churnops.training.fit import train_candidates
-from churnops.training.ingest import ingest, log_validation
+from churnops.training.ingest import ingest, log_dataset, log_validation
 from churnops.training.publish import log_candidates, publish
 from churnops.training.selection import compare, evaluate_candidate
 
@@ -38,13 +41,28 @@ def run_training(
         RegistryUnavailable: MLflow cannot be reached.
     """
     import mlflow
-    from mlflow.data.pandas_dataset import from_pandas
 
+    check_candidates(train_config.candidates)
+    # Read before anything is created in MLflow: a missing file leaves no FAILED run.
+    data = ingest(data_uri, config=validation_config)
     tracking.connect(tracking_uri)
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=f"train-{model_name}") as run:
+    experiment_id = registry.retry(
+        lambda: mlflow.set_experiment(experiment).experiment_id, what="set experiment"
+    )
+    run = registry.retry(
+        lambda: mlflow.start_run(run_name=f"train-{model_name}", experiment_id=experiment_id),
+        what="start run",
+    )
+    run_id = run.info.run_id
+    try:
         mlflow.set_tags(
-            {"churnops.data_uri": data_uri, "churnops.git_commit": tracking.git_commit()}
+            {
+                "churnops.data_uri": data_uri,
+                "churnops.git_commit": tracking.git_commit(),
+                registry.HOST_TAG: socket.gethostname(),
+                registry.PID_TAG: str(os.getpid()),
+                "mlflow.note.content": f"`churnops train` of model {model_name} on {data_uri}",
+            }
         )
         mlflow.log_params(
             {
@@ -53,23 +71,13 @@ def run_training(
             }
         )
         mlflow.log_params({f"gate.{k}": v for k, v in asdict(gate_config).items()})
-        data = ingest(data_uri, config=validation_config)
-        log_validation(data.report, run.info.run_id)
+        log_validation(data.report, run_id)
         data.report.raise_for_violations()
         log(
             f"ingest: {data.report.rows:,} rows, churn rate {data.report.label_rate:.1%}, "
             f"{len(data.report.warnings)} warning(s)"
         )
-        mlflow.log_input(
-            from_pandas(
-                data.frame.head(0),
-                source=data_uri,
-                targets=contract.LABEL.name,
-                name=Path(data_uri).name,
-                digest=data.digest[:32],
-            ),
-            context="training",
-        )
+        log_dataset(run_id, data, data_uri)
         parts = split(data.frame, test_size=train_config.test_size, seed=train_config.seed)
         candidates = train_candidates(parts.train, config=train_config)
         evaluations = {c.name: evaluate_candidate(c, parts.test) for c in candidates}
@@ -88,5 +96,37 @@ def run_training(
             model_name=model_name,
             gate_config=gate_config,
         )
-        assert summary["run_id"] == run.info.run_id
-        return summary
+    except BaseException:
+        _end(run_id, "FAILED")
+        raise
+    _end(run_id, "FINISHED")
+    return summary
+
+
+def check_candidates(names: tuple[str, ...] | list[str]) -> None:
+    """Raises:
+    UsageError: A name is not a known model family (before anything is trained)."""
+    from churnops.model.candidates import CANDIDATES
+
+    if not names:
+        raise UsageError("--candidates: name at least one model family")
+    if unknown := [n for n in names if n not in CANDIDATES]:
+        raise UsageError(
+            f"--candidates: unknown model famil{'y' if len(unknown) == 1 else 'ies'} "
+            f"{', '.join(unknown)}; known: {', '.join(CANDIDATES)}"
+        )
+
+
+def _end(run_id: str, status: str) -> None:
+    """End the run with ``status``, retrying for the registry's budget (an MLflow restart
+    must not leave it RUNNING); the fluent active run is cleared either way."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    try:
+        registry.retry(
+            lambda: MlflowClient().set_terminated(run_id, status), what=f"mark run {status}"
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status)

@@ -40,6 +40,33 @@ def log_validation(report: ValidationReport, run_id: str) -> None:
     client.set_tag(run_id, "validation", "passed" if report.ok else "failed")
 
 
+def log_dataset(run_id: str, data: Ingested, data_uri: str) -> None:
+    """The training table as the run's MLflow dataset input (source, digest, schema)."""
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+
+    from churnops.data import contract
+
+    dataset = from_pandas(
+        data.frame.head(0),
+        source=data_uri,
+        targets=contract.LABEL.name,
+        name=Path(data_uri).name,
+        digest=data.digest[:32],
+    )
+    MlflowClient().log_inputs(
+        run_id,
+        datasets=[
+            DatasetInput(
+                dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")]
+            )
+        ],
+    )
+
+
 def ingest_to_file(
     *,
     data_uri: str,
@@ -67,6 +94,7 @@ def ingest_to_file(
         "markdown": data.report.to_markdown(),
     }
     data.report.raise_for_violations()
+    registry.retry(lambda: log_dataset(run_id, data, data_uri), what="log dataset")
     data.frame.to_parquet(dataset_path, index=False)
     return result
 

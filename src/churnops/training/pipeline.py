@@ -215,7 +215,7 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         data_uri: str,
         tracking_uri: str = "",
         model_name: str = "churn",
-        experiment: str = "churn-pipeline",
+        experiment: str = "",
         candidates: list = list(_TRAIN.candidates),  # noqa: B006 - a KFP default, never mutated
         seed: int = _TRAIN.seed,
         test_size: float = _TRAIN.test_size,

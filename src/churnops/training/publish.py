@@ -11,13 +11,15 @@ import numpy as np
 import pandas as pd
 
 from churnops import registry, tracking
-from churnops.errors import ModelLoadError
+from churnops.errors import ChampionChanged, ModelLoadError
 from churnops.model.evaluate import Evaluation, model_card, plots, score
 from churnops.model.train import Candidate, Split, xy
 from churnops.monitoring.drift import build_profile
 from churnops.progress import log
 from churnops.training.fit import load_candidate
 from churnops.training.selection import evaluate_candidate
+
+_REGATES = 5  # a promotion race lost this often means something is wrong
 
 
 def log_candidates(comparison: dict[str, dict[str, Any]]) -> None:
@@ -101,21 +103,33 @@ def publish(
         "git_commit": tracking.git_commit(),
         **{f"metric.{k}": f"{v:.6f}" for k, v in metrics.items()},
     }
+    registry.repair(model_name, keep_run_id=run_id)
     version = registry.register(model_uri, name=model_name, run_id=run_id, tags=tags)
-    decision = _gate(model_name, version, x_test, y_test, metrics, gate_config)
-    registry.tag_version(
-        model_name,
-        version,
-        {
-            "gate": "passed" if decision.promote else "rejected",
-            "gate_reasons": "; ".join(decision.reasons)[:4000],
-        },
-    )
-    if decision.promote:
-        registry.promote(model_name, version)
+    registry.describe_version(model_name, version, card)
+    for _ in range(_REGATES):
+        decision, seen = _gate(model_name, version, x_test, y_test, metrics, gate_config)
+        registry.tag_version(
+            model_name,
+            version,
+            {
+                "gate": "passed" if decision.promote else "rejected",
+                "gate_reasons": "; ".join(decision.reasons)[:4000],
+            },
+        )
+        if not decision.promote:
+            log(f"publish: {model_name} v{version} stays challenger: {'; '.join(decision.reasons)}")
+            break
+        try:
+            registry.promote(model_name, version, expect_champion=seen)
+        except ChampionChanged as moved:
+            log(f"publish: {moved}; gating again")
+            continue
         log(f"publish: {model_name} v{version} promoted to champion")
+        break
     else:
-        log(f"publish: {model_name} v{version} stays challenger: {'; '.join(decision.reasons)}")
+        raise ChampionChanged(
+            f"champion of {model_name} kept moving; v{version} stays challenger ({_REGATES} tries)"
+        )
     mlflow.set_tags({"registered_version": version, "promoted": str(decision.promote).lower()})
     return {
         "run_id": run_id,
@@ -140,20 +154,24 @@ def _gate(
     y_test: np.ndarray,
     metrics: dict[str, float],
     config: registry.GateConfig,
-) -> registry.GateDecision:
+) -> tuple[registry.GateDecision, str | None]:
+    """The gate decision, and the champion version it was decided against (``None``: no
+    champion), which ``promote`` checks is still the champion."""
+    seen = registry.aliases(name).get(registry.CHAMPION)
     try:
         current = registry.champion_scores(name, x_test)
     except ModelLoadError as err:
         # A broken champion is no reason to keep it: the challenger only has to meet the floors.
         log(f"publish: {err}; gating on absolute minimums only")
-        current = None
+        return registry.gate(metrics, None, config=config), seen
     if current is None or current[0] == version:
-        return registry.gate(metrics, None, config=config)
+        return registry.gate(metrics, None, config=config), seen if current is None else current[0]
     champion_version, proba = current
     threshold = float(registry.version_tags(name, champion_version).get("threshold", 0.5))
-    return registry.gate(
+    decision = registry.gate(
         metrics, score(y_test, proba, threshold), champion_version=champion_version, config=config
     )
+    return decision, champion_version
 
 
 def register_files(

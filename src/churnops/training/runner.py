@@ -95,7 +95,7 @@ class _StepLog(io.TextIOBase):
         self.file, self.announce = file, announce
         self._pending = ""
         self._lock = threading.Lock()
-        self._started: dict[str, float] = {}
+        self._started: dict[str, list[float]] = {}  # loop tasks share a name
 
     def writable(self) -> bool:
         return True
@@ -114,9 +114,10 @@ class _StepLog(io.TextIOBase):
 
     def _observe(self, line: str) -> None:
         if match := self._STARTED.search(line):
-            self._started[match[1]] = time.monotonic()
+            self._started.setdefault(match[1], []).append(time.monotonic())
         elif match := self._FINISHED.search(line):
-            took = time.monotonic() - self._started.pop(match[1], time.monotonic())
+            started = self._started.get(match[1]) or [time.monotonic()]
+            took = time.monotonic() - started.pop(0)
             self.announce(f"pipeline: {match[1]} {match[2].lower()} ({took:.1f}s)")
 
 
@@ -175,7 +176,7 @@ def run_local(
     data_uri: str,
     tracking_uri: str,
     model_name: str = "churn",
-    experiment: str = "churn-pipeline",
+    experiment: str = "",
     pipeline_root: str | Path = ".churnops/kfp",
     deploy_target: str = "none",
     local_port: int = 0,

@@ -25,23 +25,28 @@ def find_run(run_key: str) -> Any | None:
 def open_run(
     *, tracking_uri: str, experiment: str, model_name: str, run_key: str, params: dict[str, Any]
 ) -> str:
-    """Create (or, on retry, find) the MLflow run that the whole pipeline run logs into."""
+    """Create (or, on retry, find) the MLflow run that the whole pipeline run logs into,
+    in experiment ``experiment`` (empty: the model's name, one experiment per model)."""
     import mlflow
     from mlflow import MlflowClient
 
     tracking.connect(tracking_uri)
     if (existing := find_run(run_key)) is not None:
         return str(existing.info.run_id)
-    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    experiment_id = mlflow.set_experiment(experiment or model_name).experiment_id
     client = MlflowClient()
+    data_uri = str(params.get("data_uri", ""))
     run = client.create_run(
         experiment_id,
         run_name=f"pipeline-{model_name}",
         tags={
             RUN_KEY_TAG: run_key,
-            "churnops.data_uri": str(params.get("data_uri", "")),
+            "churnops.data_uri": data_uri,
             "churnops.git_commit": tracking.git_commit(),
             "churnops.orchestrator": "kfp",
+            "mlflow.source.type": "JOB",
+            "mlflow.source.name": f"kfp:churn-training ({run_key})",
+            "mlflow.note.content": f"KFP pipeline run of model {model_name} on {data_uri}",
         },
     )
     for key, value in params.items():
