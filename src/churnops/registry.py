@@ -310,14 +310,16 @@ def champion_scores(name: str, x_test: Any) -> tuple[str, np.ndarray] | None:
     current = aliases(name).get(CHAMPION)
     if current is None:
         return None
-    import mlflow.pyfunc
+    from churnops.model.serialize import load_model_uri
 
+    # The safe loader: skops with churnops' own trusted types, pickle refused (UnsafeModel
+    # is a ModelLoadError, so an unsafe champion is gated like a broken one).
+    artifact = load_model_uri(f"models:/{name}/{current}")
     try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{current}")
-        proba = np.asarray(model.predict(x_test), dtype=float)
+        proba = np.asarray(artifact.model.predict_proba(x_test), dtype=float)[:, 1]
     except Exception as err:
         raise ModelLoadError(f"champion {name} v{current} cannot be scored: {err}") from err
-    return current, proba[:, 1] if proba.ndim == 2 else proba
+    return current, proba
 
 
 def gate(
