@@ -314,7 +314,10 @@ def champion_scores(name: str, x_test: Any) -> tuple[str, np.ndarray] | None:
 
     # The safe loader: skops with churnops' own trusted types, pickle refused (UnsafeModel
     # is a ModelLoadError, so an unsafe champion is gated like a broken one).
-    artifact = load_model_uri(f"models:/{name}/{current}")
+    try:
+        artifact = load_model_uri(f"models:/{name}/{current}")
+    except ModelLoadError as err:
+        raise type(err)(f"champion {name} v{current} refused or unloadable: {err}") from err
     try:
         proba = np.asarray(artifact.model.predict_proba(x_test), dtype=float)[:, 1]
     except Exception as err:

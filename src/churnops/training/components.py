@@ -258,6 +258,7 @@ def register_gate(
 def deploy_canary(
     model_name: str,
     version: str,
+    promoted: bool,
     tracking_uri: str,
     target: str,
     namespace: str,
@@ -275,6 +276,8 @@ def deploy_canary(
 
     from churnops.rollout import deploy
 
+    if not promoted:  # only reached under kfp.local, where dsl.If cannot gate this task
+        return json.dumps({"outcome": "skipped", "version": version, "reason": "not promoted"})
     result = deploy.start(
         model_name=model_name,
         version=version,

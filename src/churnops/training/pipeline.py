@@ -97,8 +97,9 @@ def train_candidates_local(
     return dsl.Collected(_train(train, candidates, seed, search_rows).outputs["Output"])
 
 
-def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
-    """The pipeline function, for a cluster (exit handler, kfp-kubernetes wiring) or kfp.local."""
+def build(*, cluster: bool = True, local_deploy: bool = False):  # type: ignore[no-untyped-def]
+    """The pipeline function, for a cluster (exit handler, kfp-kubernetes wiring) or kfp.local
+    (``local_deploy``: include the deploy task, for ``--deploy local``)."""
 
     def body(
         data_uri: str,
@@ -190,11 +191,12 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         )
         _resources(registered, "500m", "1Gi", "2", "4Gi")
 
-        with dsl.If(registered.outputs["promoted"] == True, name="gate-promoted"):  # noqa: E712 - KFP expression
+        def deploy() -> None:
             deployed = _registry_step(
                 c.deploy_canary(
                     model_name=model_name,
                     version=registered.outputs["version"],
+                    promoted=registered.outputs["promoted"],
                     tracking_uri=tracking_uri,
                     target=deploy_target,
                     namespace=namespace,
@@ -210,6 +212,14 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
             _resources(deployed, "100m", "256Mi", "500m", "1Gi")
             if cluster:
                 kubernetes.set_image_pull_policy(deployed, "IfNotPresent")
+
+        if cluster:
+            with dsl.If(registered.outputs["promoted"] == True, name="gate-promoted"):  # noqa: E712 - KFP expression
+                deploy()
+        elif local_deploy:
+            # kfp.local cannot resolve a dsl.If on a task output (the branch is skipped
+            # silently): locally the deploy task runs and skips itself unless promoted.
+            deploy()
 
     def pipeline(
         data_uri: str,
