@@ -26,8 +26,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI"),
-        help="MLflow tracking/registry URI (env MLFLOW_TRACKING_URI)",
+        default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+        help="MLflow tracking/registry URI, as every churnops command "
+        "(default: $MLFLOW_TRACKING_URI or %(default)s)",
     )
     p.add_argument("--http-port", type=int, default=int(_env("CHURNOPS_HTTP_PORT", "8080")))
     p.add_argument(
