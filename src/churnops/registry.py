@@ -160,14 +160,20 @@ def champion_scores(name: str, x_test: Any) -> tuple[str, np.ndarray] | None:
     current = aliases(name).get(CHAMPION)
     if current is None:
         return None
-    import mlflow.pyfunc
+    import tempfile
 
-    try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{current}")
-        proba = np.asarray(model.predict(x_test), dtype=float)
+    import mlflow.artifacts
+
+    from churnops.model import pyfunc
+
+    try:  # the estimator itself (skops, churnops' trusted types) on the typed test split
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(f"models:/{name}/{current}", dst_path=tmp)
+            model = pyfunc.load(local).model
+        proba = np.asarray(model.predict_proba(x_test), dtype=float)
     except Exception as err:
         raise ModelLoadError(f"champion {name} v{current} cannot be scored: {err}") from err
-    return current, proba[:, 1] if proba.ndim == 2 else proba
+    return current, proba[:, 1]
 
 
 def gate(

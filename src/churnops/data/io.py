@@ -8,10 +8,13 @@ what a value means (blank ``TotalCharges``, numbers as strings, CRLF line ends).
 from __future__ import annotations
 
 import io
+import shutil
+import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -86,3 +89,60 @@ def iter_raw(
             raise DataSourceError(f"{uri} is not a readable CSV file: {err}") from err
     finally:
         stream.close()
+
+
+def open_input(uri: str, *, seekable: bool = False) -> Any:
+    """``uri`` as a binary stream read in pieces (bounded memory): a local file, an HTTP
+    response, or a pyarrow filesystem stream (``s3://``). ``seekable`` (Parquet's footer):
+    an HTTP body is first spooled to a temporary file.
+
+    Raises:
+        DataSourceError: The data cannot be opened.
+    """
+    scheme = urllib.parse.urlparse(uri).scheme if "://" in uri else ""
+    try:
+        if scheme in ("", "file"):
+            path = urllib.parse.urlparse(uri).path if scheme == "file" else uri
+            return open(Path(path), "rb")
+        if scheme in ("http", "https"):
+            response = urllib.request.urlopen(uri, timeout=60)
+            if not seekable:
+                return response
+            spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller
+            with response:
+                shutil.copyfileobj(response, spool, 1 << 20)
+            spool.seek(0)
+            return spool
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        return fs.open_input_file(path) if seekable else fs.open_input_stream(path)
+    except FileNotFoundError as err:
+        raise DataSourceError(f"data not found: {uri}") from err
+    except Exception as err:  # network, permissions, unknown scheme
+        raise DataSourceError(f"cannot read {uri}: {err}") from err
+
+
+def open_output(uri: str) -> Any:
+    """A binary output stream for ``uri``: a local path or ``file://`` (parent folders
+    created), or any pyarrow filesystem URI (``s3://``).
+
+    Raises:
+        DataSourceError: It cannot be written.
+    """
+    scheme = urllib.parse.urlparse(uri).scheme if "://" in uri else ""
+    try:
+        if scheme in ("", "file"):
+            path = Path(urllib.parse.urlparse(uri).path if scheme == "file" else uri)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return open(path, "wb")
+        if scheme in ("http", "https"):
+            raise DataSourceError(f"cannot write to {uri}: HTTP is a read-only source here")
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        return fs.open_output_stream(path)
+    except DataSourceError:
+        raise
+    except Exception as err:
+        raise DataSourceError(f"cannot write {uri}: {err}") from err
