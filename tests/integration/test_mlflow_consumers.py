@@ -4,20 +4,20 @@ MLServer (``mlserver-mlflow``) as real processes, all answering like ``churnops 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import requests
+from _consumers_support import export_frame, save_model_dir
 
 from churnops import localstack
 from churnops.data import contract
-from churnops.data.generate import GeneratorConfig, generate
 
 pytestmark = pytest.mark.integration
 
@@ -25,36 +25,32 @@ ROOT = Path(__file__).resolve().parents[2]
 MLSERVER = ROOT / ".tools" / "mlserver-venv" / "bin" / "mlserver"
 
 
-def export_bytes(rows: int = 400, seed: int = 31) -> bytes:
-    """Customers laid out like the real Telco export: integer columns, a single space for
-    blank TotalCharges, CRLF line ends, customerID and Churn columns."""
-    frame = generate(GeneratorConfig(rows=rows, seed=seed))
-    frame["TotalCharges"] = frame["TotalCharges"].map(lambda v: " " if pd.isna(v) else f"{v:.2f}")
-    return frame.to_csv(index=False, lineterminator="\r\n").encode()
-
-
 @pytest.fixture(scope="module")
 def export() -> pd.DataFrame:
-    raw = pd.read_csv(io.BytesIO(export_bytes()))
+    raw = export_frame()
     assert raw["tenure"].dtype == np.int64 and raw["TotalCharges"].dtype == object
     assert (raw["TotalCharges"] == " ").any()
     return raw
 
 
 @pytest.fixture(scope="module")
-def model_uri(trained: dict, mlflow_server: str) -> str:
-    import mlflow
-
-    mlflow.set_tracking_uri(mlflow_server)
-    return f"models:/{trained['model_name']}/{trained['version']}"
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_model_dir(tmp_path_factory.mktemp("consumers") / "model")
 
 
 @pytest.fixture(scope="module")
-def model_dir(model_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import mlflow.artifacts
+def model_uri(model_dir: Path) -> str:
+    return str(model_dir)
 
-    dst = tmp_path_factory.mktemp("model")
-    return Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(dst)))
+
+@pytest.fixture(scope="module")
+def model_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """``churnops serve`` on the same model directory."""
+    from churnops.serving.local import start_model_server
+
+    log = tmp_path_factory.mktemp("consumers-serve") / "server.log"
+    with start_model_server(str(model_dir), None, log_path=log, max_batch_rows=5000) as proc:
+        yield proc
 
 
 def records(frame: pd.DataFrame) -> list[dict]:
@@ -92,12 +88,12 @@ def test_signature_follows_the_contract(model_uri: str) -> None:
 
 
 def test_pyfunc_on_plain_read_csv_answers_like_the_server(
-    model_uri: str, export: pd.DataFrame, model_server, trained: dict
+    model_uri: str, export: pd.DataFrame, model_server
 ) -> None:
     import mlflow.pyfunc
 
     got = mlflow.pyfunc.load_model(model_uri).predict(export)
-    assert got["model_version"].eq(trained["version"]).all()
+    assert got["model_version"].eq("local").all()
     assert_same_answer(got, server_answer(model_server, export))
 
 
@@ -124,7 +120,9 @@ def test_sklearn_flavor_stays_loadable(model_uri: str, export: pd.DataFrame) -> 
     assert np.abs(proba - got.to_numpy()).max() <= 1e-12
 
 
-def test_mlflow_models_predict(model_dir: Path, export: pd.DataFrame, model_server, tmp_path) -> None:
+def test_mlflow_models_predict(
+    model_dir: Path, export: pd.DataFrame, model_server, tmp_path
+) -> None:
     import mlflow.models
 
     out = tmp_path / "predictions.json"
@@ -136,12 +134,11 @@ def test_mlflow_models_predict(model_dir: Path, export: pd.DataFrame, model_serv
         env_manager="local",
     )
     got = pd.DataFrame(json.loads(out.read_text())["predictions"])
-    expected = server_answer(model_server, export.head(50)).assign(model_version="local")
-    assert_same_answer(got, expected)
+    assert_same_answer(got, server_answer(model_server, export.head(50)))
 
 
 def test_mlflow_models_serve_takes_json_integers_and_blanks(
-    model_uri: str, mlflow_server: str, export: pd.DataFrame, model_server, trained: dict, tmp_path
+    model_uri: str, export: pd.DataFrame, model_server, tmp_path
 ) -> None:
     port = localstack.free_port()
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
@@ -153,8 +150,9 @@ def test_mlflow_models_serve_takes_json_integers_and_blanks(
         url=f"http://127.0.0.1:{port}",
         health="/ping",
         log_path=tmp_path / "serve.log",
-        timeout=180,
-        env={"MLFLOW_TRACKING_URI": mlflow_server},
+        timeout=300,
+        # it execs uvicorn from PATH: this venv's
+        env={"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])},
     ) as proc:
         rows = records(export.head(200))
         assert isinstance(rows[0]["tenure"], int) and any(r["TotalCharges"] == " " for r in rows)
@@ -205,7 +203,7 @@ def test_mlserver_mlflow_runtime(
         url=f"http://127.0.0.1:{port}",
         health="/v2/models/churn/ready",
         log_path=tmp_path / "mlserver.log",
-        timeout=240,
+        timeout=300,
         env={"PATH": os.pathsep.join([str(MLSERVER.parent), os.environ.get("PATH", "")])},
     ) as proc:
         frame = export.head(100)
@@ -216,7 +214,7 @@ def test_mlserver_mlflow_runtime(
         assert response.status_code == 200, response.text
         body = response.json()
         got = pd.DataFrame(body["predictions"] if isinstance(body, dict) else body)
-        expected = server_answer(model_server, frame).assign(model_version="local")
+        expected = server_answer(model_server, frame)
         assert_same_answer(got, expected)
         inputs = [
             {
@@ -225,7 +223,9 @@ def test_mlserver_mlflow_runtime(
                 "shape": [len(frame)],
                 "data": [
                     None if (f.name == "TotalCharges" and v == " ") else v
-                    for v in (float(x) if f.kind == "number" and x != " " else x for x in frame[f.name])
+                    for v in (
+                        float(x) if f.kind == "number" and x != " " else x for x in frame[f.name]
+                    )
                 ]
                 if f.is_numeric
                 else frame[f.name].tolist(),
@@ -236,6 +236,9 @@ def test_mlserver_mlflow_runtime(
         v2 = requests.post(f"{proc.url}/v2/models/churn/infer", json={"inputs": inputs}, timeout=60)
         assert v2.status_code == 200, v2.text
         outputs = {o["name"]: o["data"] for o in v2.json()["outputs"]}
-        assert np.abs(
-            np.asarray(outputs["churn_probability"]) - expected["churn_probability"].to_numpy()
-        ).max() <= 1e-6
+        assert (
+            np.abs(
+                np.asarray(outputs["churn_probability"]) - expected["churn_probability"].to_numpy()
+            ).max()
+            <= 1e-6
+        )

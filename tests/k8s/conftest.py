@@ -39,6 +39,19 @@ VARIANTS = {
             "mlflow.metrics.enabled=true",
         ],
     ),
+    "kind+batch-scoring": (
+        "kind",
+        [
+            "--set",
+            "batchScoring.enabled=true",
+            "--set",
+            "batchScoring.inputUri=s3://churn-data/customers/latest.parquet",
+            "--set",
+            "batchScoring.outputUri=s3://churn-data/scores/latest.parquet",
+            "--set",
+            "batchScoring.credentialsSecret=churn-data-s3",
+        ],
+    ),
 }
 OVERLAYS = ("base", "overlays/kind", "overlays/cloud")
 

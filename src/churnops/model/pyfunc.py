@@ -98,6 +98,7 @@ def save_model(
 
     if mlflow_model is None:
         mlflow_model = Model()
+    kwargs.setdefault("pip_requirements", requirements())
     mlflow.sklearn.save_model(
         sk_model,
         path,
@@ -114,6 +115,25 @@ def save_model(
     conf["loader_module"] = __name__
     conf.pop("predict_fn", None)
     mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
+
+
+REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "xgboost", "numpy", "pandas", "scipy")
+
+
+def requirements() -> list[str]:
+    """The model's pip requirements: the installed versions of what loading and scoring
+    it imports (churnops itself must be installed where it is loaded: the flavor's
+    loader is ``churnops.model.pyfunc``). Declared rather than inferred: MLflow's
+    inference loads the model once more in a subprocess."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in REQUIREMENTS:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def model_version_of(model_dir: str | Path) -> str:
