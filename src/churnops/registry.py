@@ -160,16 +160,10 @@ def champion_scores(name: str, x_test: Any) -> tuple[str, np.ndarray] | None:
     current = aliases(name).get(CHAMPION)
     if current is None:
         return None
-    import tempfile
+    from churnops.model import serialize
 
-    import mlflow.artifacts
-
-    from churnops.model import pyfunc
-
-    try:  # the estimator itself (skops, churnops' trusted types) on the typed test split
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(f"models:/{name}/{current}", dst_path=tmp)
-            model = pyfunc.load(local).model
+    try:  # the estimator itself (the safe loader) on the typed test split
+        model = serialize.load_model_uri(f"models:/{name}/{current}").model
         proba = np.asarray(model.predict_proba(x_test), dtype=float)
     except Exception as err:
         raise ModelLoadError(f"champion {name} v{current} cannot be scored: {err}") from err

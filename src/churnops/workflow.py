@@ -19,7 +19,7 @@ import pandas as pd
 
 from churnops import registry, tracking
 from churnops.data import ValidationConfig, ValidationReport, contract
-from churnops.data.io import iter_raw
+from churnops.data.io import describe_source, dvc_lineage, is_dvc, iter_raw
 from churnops.data.validate import _run as _validate_chunks
 from churnops.errors import ContractViolation, ModelLoadError
 from churnops.model.evaluate import Evaluation, evaluate, model_card, plots, score
@@ -143,7 +143,7 @@ def publish(
         threshold=winner.threshold,
         metrics=metrics,
         comparison=comparison,
-        data_source=data_uri,
+        data_source=describe_source(data_uri),
         data_digest=data_digest,
         rows={"train": len(split_.train), "test": len(split_.test)},
         label_rate=label_rate,
@@ -252,6 +252,8 @@ def run_training(
         mlflow.set_tags(
             {"churnops.data_uri": data_uri, "churnops.git_commit": tracking.git_commit()}
         )
+        if is_dvc(data_uri):  # DVC lineage beside the sha256: repo, rev, commit, md5
+            mlflow.set_tags({f"churnops.dvc.{k}": v for k, v in dvc_lineage(data_uri).items()})
         mlflow.log_params(
             {
                 k: (",".join(v) if isinstance(v, tuple) else v)

@@ -200,7 +200,9 @@ def _coerce_column(f: Field, raw: pd.Series, collector: _Collector, offset: int)
             collector._label_pos += int(positive.sum())
             collector._label_n += int(valid.sum())
             return pd.Series(positive.astype("int8"), index=raw.index).where(valid)
-        return pd.Series(pd.Categorical.from_codes(codes, categories=list(f.allowed)), index=raw.index)
+        return pd.Series(
+            pd.Categorical.from_codes(codes, categories=list(f.allowed)), index=raw.index
+        )
     # id: free text; duplicates are tracked by hash so 10M ids cost 80 MB, not gigabytes.
     values, missing = coerce.strip_blank(raw)
     stats.missing += int(missing.sum())

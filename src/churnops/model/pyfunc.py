@@ -27,7 +27,6 @@ from churnops.data import contract
 from churnops.data.coerce import coerce_frame
 from churnops.errors import ChurnopsError
 
-SKOPS_FILE = "model.skops"
 OUTPUT_COLUMNS = ("churn_probability", "churn", "model_version")
 LOCAL_VERSION = "local"
 """``model_version`` of a model loaded from a directory with no registry record (as the
@@ -176,9 +175,7 @@ class ChurnPyfunc:
                 raise error
         except ChurnopsError as err:
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
-        proba = np.asarray(
-            self.model.predict_proba(coerced.model_frame())[:, 1], dtype=np.float64
-        )
+        proba = np.asarray(self.model.predict_proba(coerced.model_frame())[:, 1], dtype=np.float64)
         return pd.DataFrame(
             {
                 "churn_probability": proba,
@@ -198,18 +195,15 @@ def threshold_of(model: Any, metadata: dict[str, Any] | None = None) -> float:
 
 
 def load(model_dir: str | Path, *, version: str | None = None) -> ChurnPyfunc:
-    """Load a churn model directory (the skops file, churnops' trusted types only)."""
-    from mlflow.models import Model
-
+    """Load a churn model directory with churnops' safe loader
+    (``churnops.model.serialize.load_model_dir``: the skops file only, churnops' trusted
+    types, pickle refused)."""
     from churnops.model import serialize
 
-    model_dir = Path(model_dir)
-    meta = Model.load(str(model_dir / "MLmodel"))
-    skops = meta.flavors.get("sklearn", {}).get("pickled_model") or SKOPS_FILE
-    model = serialize.load(model_dir / Path(skops).name)
+    artifact = serialize.load_model_dir(model_dir)
     return ChurnPyfunc(
-        model,
-        threshold=threshold_of(model, meta.metadata),
+        artifact.model,
+        threshold=threshold_of(artifact.model, artifact.metadata),
         version=version or model_version_of(model_dir),
     )
 

@@ -13,20 +13,17 @@ field, problem and value; the job fails when their share exceeds ``max_reject_ra
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from churnops.data import contract
 from churnops.data.coerce import Coerced, coerce_arrow
-from churnops.data.io import open_input, open_output
-from churnops.errors import ContractViolation, DataSourceError, ModelLoadError
+from churnops.data.io import data_path, dvc_lineage, is_dvc, open_input, open_output
+from churnops.errors import ContractViolation, DataSourceError
 from churnops.progress import Progress, log
 
 OUTPUT_COLUMNS = ("customerID", "churn_probability", "churn", "model_version", "scored_at")
@@ -69,26 +66,18 @@ def load_model(model_uri: str) -> BatchModel:
     Raises:
         ModelLoadError: It cannot be resolved, loaded or checked.
     """
-    import mlflow.artifacts
-
-    from churnops.model import pyfunc
+    from churnops.model import pyfunc, serialize
     from churnops.serving.model import resolve, self_check_columns
     from churnops.serving.scoring import SklearnScorer, compile_model, verify
 
     source = resolve(model_uri)
-    with tempfile.TemporaryDirectory(prefix="churnops-score-") as tmp:
-        local = Path(source.uri)
-        try:
-            if not local.is_dir():
-                local = Path(
-                    mlflow.artifacts.download_artifacts(artifact_uri=source.uri, dst_path=tmp)
-                )
-            loaded = pyfunc.load(local, version=source.version)
-            example = _input_example(local)
-        except ModelLoadError:
-            raise
-        except Exception as err:
-            raise ModelLoadError(f"cannot load {model_uri}: {type(err).__name__}: {err}") from err
+    artifact = serialize.load_model_uri(source.uri)
+    loaded = pyfunc.ChurnPyfunc(
+        artifact.model,
+        threshold=pyfunc.threshold_of(artifact.model, artifact.metadata),
+        version=source.version,
+    )
+    example = artifact.input_example
     columns = self_check_columns(example)
     scorer = compile_model(loaded.model)
     try:
@@ -100,18 +89,8 @@ def load_model(model_uri: str) -> BatchModel:
     return BatchModel(scorer, loaded.threshold, source.version, source.uri)
 
 
-def _input_example(model_dir: Path) -> Any:
-    try:
-        from mlflow.models import Model
-
-        return Model.load(str(model_dir / "MLmodel")).load_input_example(str(model_dir))
-    except Exception:  # the example only widens the self-check
-        return None
-
-
 def _is_parquet(uri: str) -> bool:
-    path = urllib.parse.urlparse(uri).path if "://" in uri else uri
-    return path.endswith((".parquet", ".pq"))
+    return data_path(uri).endswith((".parquet", ".pq"))
 
 
 def read_batches(uri: str, *, config: ScoreConfig = ScoreConfig()) -> Iterator[Any]:
@@ -319,6 +298,7 @@ def score(
         "scorer": model.scorer.kind,
         "engine": "local",
         "data": data_uri,
+        **({"data_lineage": dvc_lineage(data_uri)} if is_dvc(data_uri) else {}),
         "out": out_uri,
         "rejects": rejects_uri,
         "rows": total,
