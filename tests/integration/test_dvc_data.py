@@ -92,7 +92,7 @@ def test_training_on_each_revision_logs_its_lineage(dvc_repo: Path, mlflow_serve
 
     from churnops.data.io import dvc_lineage
     from churnops.model.train import TrainConfig
-    from churnops.workflow import run_training
+    from churnops.training.flow import run_training
 
     client = MlflowClient(mlflow_server)
     runs = {}
