@@ -6,8 +6,8 @@ For each size (default 1M and 10M generated rows, CSV laid out like the Telco ex
      + `to_csv` of the answers, in bounded chunks like the CLI (a whole-file read_csv would
      not fit the larger sizes);
 each in its own process, timed end to end (model load included) with its peak RSS.
-Then the Spark engine (`--engine spark`, pyspark local mode) on the smallest size when
-pyspark is installed. Results: benchmarks/results/score.json and a summary on stderr.
+(No Spark engine in this version: its figure is reported as not measured.) Results:
+benchmarks/results/score.json and a summary on stderr.
 """
 
 from __future__ import annotations
@@ -103,7 +103,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,10000000", help="comma-separated row counts")
     parser.add_argument("--candidate", default="logreg", help="model family (logreg, xgboost, ...)")
-    parser.add_argument("--spark-rows", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=RESULTS / "score.json")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -114,6 +113,7 @@ def main() -> None:
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
         "model": args.candidate,
         "sizes": {},
+        "spark": "not measured: this version has no Spark engine",
     }
     with tempfile.TemporaryDirectory(prefix="bench-score-") as tmp:
         work = Path(tmp)
@@ -133,19 +133,6 @@ def main() -> None:
             entry["speedup"] = round(plain["seconds"] / ours["seconds"], 2)
             results["sizes"][str(rows)] = entry
             log(f"bench: {rows:,} rows: {json.dumps(entry)}")
-            if rows == args.spark_rows:
-                try:
-                    import pyspark  # noqa: F401
-                except ImportError:
-                    results["spark"] = "pyspark not installed (pip install churnops[spark])"
-                else:
-                    log(f"bench: churnops score --engine spark on {rows:,} rows")
-                    spark = churnops_score(model, data, work / "spark.parquet", engine="spark")
-                    results["spark"] = {
-                        "rows": rows,
-                        **spark,
-                        "rows_per_second": round(rows / spark["seconds"]),
-                    }
             data.unlink()
         rss = [e["churnops_score"]["peak_rss_mb"] for e in results["sizes"].values()]
         results["churnops_peak_rss_ratio_largest_to_smallest"] = round(rss[-1] / rss[0], 3)

@@ -48,7 +48,7 @@ def test_off_by_default_and_uris_required(renders: dict[str, Render]) -> None:
 
 
 def test_schedule_and_engine_are_checked_by_the_schema() -> None:
-    for bad in ("batchScoring.schedule=tomorrow", "batchScoring.engine=dask"):
+    for bad in ("batchScoring.schedule=tomorrow", "batchScoring.engine=spark"):
         proc = subprocess.run(
             [str(tool("helm")), "template", RELEASE, str(CHART), "--set", bad],
             capture_output=True,

@@ -1,2 +1,2 @@
-"""Batch scoring: a whole table through the server's compiled scorer (``batch``), in
-bounded memory, or on Spark through ``mlflow.pyfunc.spark_udf`` (``spark``)."""
+"""Batch scoring: a whole table through the server's compiled scorer (``batch``) in
+bounded memory, as a command, a KFP component (``pipeline``) and a chart CronJob."""

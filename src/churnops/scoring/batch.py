@@ -40,7 +40,8 @@ class ScoreConfig:
         batch_rows: Rows per Parquet batch.
         max_reject_rate: The job fails (exit 2) when more than this share of rows is
             rejected; the output and the rejects are written either way.
-        engine: ``local`` (this process) or ``spark`` (``mlflow.pyfunc.spark_udf``).
+        engine: ``local`` (this process, bounded-memory batches). A Spark engine
+            (``mlflow.pyfunc.spark_udf``) is not part of this version.
     """
 
     block_bytes: int = 16 << 20
@@ -216,12 +217,8 @@ def score(
         DataSourceError: The data cannot be read or the output cannot be written.
         ModelLoadError: The model cannot be loaded.
     """
-    if config.engine == "spark":
-        from churnops.scoring.spark import score_spark
-
-        return score_spark(model_uri, data_uri, out_uri, rejects_uri=rejects_uri, config=config)
     if config.engine != "local":
-        raise ContractViolation(f"unknown engine {config.engine!r} (local or spark)")
+        raise ContractViolation(f"unknown engine {config.engine!r} (this version has: local)")
     import pyarrow as pa
 
     started = time.perf_counter()

@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
         default=os.environ.get("MLFLOW_TRACKING_URI"),
         help="MLflow tracking/registry URI (env MLFLOW_TRACKING_URI)",
     )
-    p.add_argument("--engine", choices=["local", "spark"], default=_DEFAULTS["engine"])
+    p.add_argument("--engine", choices=["local"], default=_DEFAULTS["engine"])
     p.add_argument(
         "--max-reject-rate",
         type=float,
