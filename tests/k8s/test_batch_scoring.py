@@ -56,5 +56,5 @@ def test_schedule_and_engine_are_checked_by_the_schema() -> None:
         )
         assert proc.returncode != 0 and "batchScoring" in proc.stderr, bad
     assert helm_template(
-        [CHART / "ci" / "kind-values.yaml"], ["--set", "batchScoring.engine=spark"]
+        [CHART / "ci" / "kind-values.yaml"], ["--set", "batchScoring.engine=local"]
     )
