@@ -105,7 +105,13 @@ for crd in podmonitors servicemonitors prometheusrules alertmanagerconfigs; do
     kubectl apply --server-side --force-conflicts \
         -f "$PROMOP_SRC/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml" >/dev/null
 done
-kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+pending=""
+for _ in $(seq 60); do
+    pending=$(kubectl get crd -o jsonpath='{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Established")].status}{"\n"}{end}' | grep -v '=True$' || true)
+    [ -z "$pending" ] && break
+    sleep 1
+done
+[ -z "$pending" ] || die "CRDs not established: $pending"
 
 # ---- kserve namespace, inferenceservice-config --------------------------------------------
 kubectl apply --server-side -f - >/dev/null <<EOF

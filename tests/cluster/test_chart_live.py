@@ -41,14 +41,31 @@ def uninstall() -> None:
     helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", "3m")
 
 
-def release_objects() -> list[str]:
-    """Namespaced objects still labelled as the release's (PVCs of StatefulSets aside)."""
+KEEP = "helm.sh/resource-policy"
+
+
+def release_objects() -> tuple[list[str], list[str]]:
+    """(objects still labelled as the release's, those the chart keeps on purpose): kept ones
+    carry helm.sh/resource-policy=keep (the generated DB password, the artifacts PVC)."""
     proc = kubectl(
-        "get", "deploy,sts,svc,cm,secret,sa,role,rolebinding,networkpolicy,pdb,job,"
+        "get", "deploy,sts,svc,cm,secret,sa,role,rolebinding,networkpolicy,pdb,job,pvc,"
         "inferenceservice,podmonitor,prometheusrule,ingress,hpa",
-        "-A", "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name",
+        "-A", "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "json",
     )  # fmt: skip
-    return proc.stdout.split()
+    left, kept = [], []
+    for o in json.loads(proc.stdout)["items"]:
+        name = f"{o['kind']}/{o['metadata']['name']}"
+        (kept if (o["metadata"].get("annotations") or {}).get(KEEP) == "keep" else left).append(
+            name
+        )
+    return left, kept
+
+
+def forget_kept() -> None:
+    """Delete what a previous scenario kept, and the StatefulSet's claims: a fresh install."""
+    kubectl("delete", "pvc,secret", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}",
+            "--wait", "--timeout=60s", check=False)  # fmt: skip
+    kubectl("delete", "pvc", "-n", NAMESPACE, "--all", "--wait", "--timeout=60s", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +91,7 @@ def test_overlays_apply_without_warnings(overlays: dict[str, str]) -> None:
 @pytest.mark.parametrize("scenario", scenarios())
 def test_scenario_installs_and_uninstalls_cleanly(cluster, overlays, scenario: str) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-k", "manifests/overlays/local")
+    forget_kept()
     stderr = install(scenario)
     try:
         assert warnings_of(stderr) == [], f"{scenario}: the API server warned"
@@ -93,12 +111,14 @@ def test_scenario_installs_and_uninstalls_cleanly(cluster, overlays, scenario: s
         eventually(pods_created, f"{scenario}: every Deployment/StatefulSet has a Ready pod")
     finally:
         uninstall()
-    eventually(lambda: release_objects() == [], f"{scenario}: release objects gone")
+    eventually(lambda: release_objects()[0] == [], f"{scenario}: release objects gone")
+    assert all(k.split("/")[0] in ("Secret", "PersistentVolumeClaim") for k in release_objects()[1])
 
 
 @pytest.fixture(scope="module")
 def local_release(cluster, overlays):
     kubectl("apply", "--server-side", "--force-conflicts", "-k", "manifests/overlays/local")
+    forget_kept()
     install("local")
     yield
     uninstall()
