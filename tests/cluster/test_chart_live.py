@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from .conftest import (
+from _cluster_support import (
     CHART,
     NAMESPACE,
     eventually,

@@ -7,8 +7,7 @@ import json
 import subprocess
 
 import pytest
-
-from .conftest import NAMESPACE, ROOT, env, eventually, get, helm
+from _cluster_support import NAMESPACE, ROOT, env, eventually, get, helm
 
 
 def deploy(**extra: str) -> dict:

@@ -14,6 +14,16 @@ import os
 from pathlib import Path
 
 import pytest
+from _cluster_support import (
+    CHART,
+    KUBECONFIG,
+    NAMESPACE,
+    eventually,
+    get,
+    helm,
+    kubectl,
+    values_file,
+)
 from mlflow import MlflowClient
 
 from churnops import localstack, tracking
@@ -21,8 +31,6 @@ from churnops.rollout.adapter import KServeTarget, ServingState, mlflow_storage_
 from churnops.rollout.deploy import canary
 from churnops.rollout.local import REHEARSAL, Traffic, rehearsal_versions, sample_records
 from churnops.serving.local import start_model_server
-
-from .conftest import CHART, KUBECONFIG, NAMESPACE, eventually, get, helm, kubectl, values_file
 
 MODEL = "churn-live"
 ISVC = "churn"
