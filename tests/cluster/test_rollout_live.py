@@ -26,11 +26,11 @@ from _cluster_support import (
 )
 from mlflow import MlflowClient
 
-from churnops import localstack, tracking
+from churnops import processes, tracking
 from churnops.rollout.adapter import KServeTarget, ServingState, mlflow_storage_uri
 from churnops.rollout.deploy import canary
-from churnops.rollout.local import REHEARSAL, Traffic, rehearsal_versions, sample_records
 from churnops.serving.local import start_model_server
+from churnops.testing import REHEARSAL, Traffic, rehearsal_versions, sample_records
 
 MODEL = "churn-live"
 ISVC = "churn"
@@ -80,7 +80,7 @@ class LiveTarget:
 @pytest.fixture(scope="module")
 def mlflow(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow-live")
-    with localstack.start_mlflow(
+    with processes.start_mlflow(
         backend_uri=f"sqlite:///{root / 'mlflow.db'}",
         artifacts_dir=root / "artifacts",
         log_path=root / "server.log",
@@ -128,11 +128,11 @@ def kube(cluster, mlflow, versions):
 @pytest.fixture(scope="module")
 def servers(mlflow, versions, tmp_path_factory):
     url, _ = mlflow
-    ports = {"stable": localstack.free_port(), "canary": localstack.free_port()}
+    ports = {"stable": processes.free_port(), "canary": processes.free_port()}
     logs = tmp_path_factory.mktemp("live-logs")
     targets = {"churnops/churn-predictor": [f"127.0.0.1:{p}" for p in ports.values()]}
     with (
-        localstack.start_prometheus(
+        processes.start_prometheus(
             targets=targets,
             workdir=tmp_path_factory.mktemp("prometheus-live"),
             rule_files=sorted(REPO.glob("monitoring/prometheus/*.rules.yaml")),

@@ -16,7 +16,7 @@ import pytest
 import requests
 from _consumers_support import export_frame, save_model_dir
 
-from churnops import localstack
+from churnops import processes
 from churnops.data import contract
 
 pytestmark = pytest.mark.integration
@@ -140,11 +140,11 @@ def test_mlflow_models_predict(
 def test_mlflow_models_serve_takes_json_integers_and_blanks(
     model_uri: str, export: pd.DataFrame, model_server, tmp_path
 ) -> None:
-    port = localstack.free_port()
+    port = processes.free_port()
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     argv = [mlflow_bin, "models", "serve", "-m", model_uri, "--env-manager", "local"]
     argv += ["--host", "127.0.0.1", "-p", str(port), "-w", "1"]
-    with localstack.start(
+    with processes.start(
         "mlflow-models-serve",
         argv,
         url=f"http://127.0.0.1:{port}",
@@ -180,12 +180,12 @@ def test_mlserver_mlflow_runtime(
 ) -> None:
     repo = tmp_path / "mlserver"
     (repo / "churn").mkdir(parents=True)
-    port = localstack.free_port()
+    port = processes.free_port()
     settings = {
         "host": "127.0.0.1",
         "http_port": port,
-        "grpc_port": localstack.free_port(),
-        "metrics_port": localstack.free_port(),
+        "grpc_port": processes.free_port(),
+        "metrics_port": processes.free_port(),
         "parallel_workers": 0,
         "environments_dir": str(repo / ".envs"),
         "metrics_dir": str(repo / ".metrics"),
@@ -197,7 +197,7 @@ def test_mlserver_mlflow_runtime(
     }
     (repo / "settings.json").write_text(json.dumps(settings))
     (repo / "churn" / "model-settings.json").write_text(json.dumps(model_settings))
-    with localstack.start(
+    with processes.start(
         "mlserver",
         [str(MLSERVER), "start", str(repo)],
         url=f"http://127.0.0.1:{port}",
