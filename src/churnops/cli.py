@@ -154,7 +154,12 @@ _EXTENSIONS: list[Callable[[Any], None]] = []
 def _load_extensions() -> None:
     import importlib
 
-    for module in ("churnops.pipeline_cli", "churnops.serving.cli", "churnops.rollout.cli"):
+    for module in (
+        "churnops.pipeline_cli",
+        "churnops.serving.cli",
+        "churnops.rollout.cli",
+        "churnops.monitoring.cli",
+    ):
         try:
             _EXTENSIONS.append(importlib.import_module(module).register)
         except ModuleNotFoundError as err:
