@@ -175,54 +175,50 @@ def submit(
     experiment: str = "churn",
     params: dict[str, Any] | None = None,
     schedule: str | None = None,
+    schedule_name: str | None = None,
     version_name: str | None = None,
     namespace: str | None = None,
 ) -> dict[str, Any]:
-    """Upload the compiled pipeline (a new version if it exists) and start a run, or a
-    recurring run when ``schedule`` (a cron expression, KFP's 6-field form) is given."""
-    import kfp
-
+    """Upload the compiled pipeline (a new version if it exists) and start a run, or make
+    ``schedule_name`` the one recurring run of that name when ``schedule`` (a cron
+    expression, KFP's 6-field form) is given: submitting again replaces it, so an upgrade or
+    a rerun never leaves two schedules."""
     from churnops import __version__
+    from churnops.kfp_client import KfpClient
 
     package = str(package or repo_root() / COMPILED)
-    name = PIPELINE_NAME
-    client = kfp.Client(host=host, namespace=namespace)
+    kfp = KfpClient(host, namespace=namespace)
     version_name = version_name or f"{__version__}-{uuid.uuid4().hex[:8]}"
-    pipeline_id = client.get_pipeline_id(name)
-    if pipeline_id is None:
-        pipeline = client.upload_pipeline(package, pipeline_name=name)
-        pipeline_id = pipeline.pipeline_id
-    version = client.upload_pipeline_version(
-        package, pipeline_version_name=version_name, pipeline_id=pipeline_id
+    pipeline_id, version_id = kfp.upload_version(
+        package, pipeline=PIPELINE_NAME, version=version_name
     )
-    exp = client.create_experiment(experiment, namespace=namespace)
-    job_name = f"{name}-{version_name}"
     if schedule:
-        job = client.create_recurring_run(
-            exp.experiment_id,
-            job_name,
-            cron_expression=schedule,
-            params=params or {},
+        name = schedule_name or f"{PIPELINE_NAME}-schedule"
+        job = kfp.replace_recurring_run(
+            experiment=experiment,
+            name=name,
+            cron=schedule,
             pipeline_id=pipeline_id,
-            version_id=version.pipeline_version_id,
-            no_catchup=True,
+            version_id=version_id,
+            params=params or {},
         )
         return {
-            "recurring_run_id": job.recurring_run_id,
+            **job,
+            "name": name,
             "pipeline_id": pipeline_id,
-            "version_id": version.pipeline_version_id,
+            "version_id": version_id,
             "schedule": schedule,
         }
-    run = client.run_pipeline(
-        exp.experiment_id,
-        job_name,
-        params=params or {},
+    run = kfp.run_version(
+        experiment=experiment,
+        name=f"{PIPELINE_NAME}-{version_name}",
         pipeline_id=pipeline_id,
-        version_id=version.pipeline_version_id,
+        version_id=version_id,
+        params=params or {},
     )
     return {
         "run_id": run.run_id,
         "pipeline_id": pipeline_id,
-        "version_id": version.pipeline_version_id,
+        "version_id": version_id,
         "url": f"{host.rstrip('/')}/#/runs/details/{run.run_id}",
     }

@@ -52,6 +52,7 @@ def _submit(args: argparse.Namespace) -> dict[str, Any]:
         experiment=args.experiment,
         params=params,
         schedule=args.schedule,
+        schedule_name=args.schedule_name,
         namespace=args.namespace,
     )
 
@@ -96,6 +97,11 @@ def register(sub: Any) -> None:
     sub_.add_argument("--params", help="JSON object of further pipeline parameters")
     sub_.add_argument(
         "--schedule", help="cron expression (6 fields, with seconds) for a recurring run"
+    )
+    sub_.add_argument(
+        "--schedule-name",
+        help="name of the recurring run; submitting again replaces the one of that name "
+        "(default: churn-training-schedule)",
     )
     sub_.add_argument("--namespace", help="KFP namespace (multi-user installs)")
     sub_.set_defaults(handler=_submit)

@@ -7,6 +7,7 @@ process that talks to it, as KFP's database outlives the receiver's pod."""
 from __future__ import annotations
 
 import email.parser
+import email.policy
 import itertools
 import json
 import threading
@@ -111,7 +112,7 @@ class FakeKfp:
             spec, name = body
             pipeline = {
                 "pipeline_id": self.new_id("pipeline"),
-                "display_name": query.get("name") or name,
+                "display_name": query.get("display_name") or query.get("name") or name,
                 "created_at": _ts(_now()),
             }
             self.pipelines.append(pipeline)
@@ -130,7 +131,7 @@ class FakeKfp:
             version = {
                 "pipeline_id": query["pipelineid"],
                 "pipeline_version_id": self.new_id("version"),
-                "display_name": query.get("name"),
+                "display_name": query.get("display_name") or query.get("name"),
                 "pipeline_spec": spec,
                 "created_at": _ts(_now()),
             }
@@ -178,7 +179,7 @@ class FakeKfp:
                 raw = self.rfile.read(length) if length else b""
                 ctype = self.headers.get("Content-Type", "")
                 if ctype.startswith("multipart/form-data"):
-                    message = email.parser.BytesParser().parsebytes(
+                    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(
                         f"Content-Type: {ctype}\r\n\r\n".encode() + raw
                     )
                     part = next(
@@ -186,7 +187,8 @@ class FakeKfp:
                         for p in message.iter_parts()
                         if p.get_param("name", header="content-disposition") == "uploadfile"
                     )
-                    body = (yaml.safe_load(part.get_payload(decode=True)), part.get_filename())
+                    docs = list(yaml.safe_load_all(part.get_payload(decode=True)))
+                    body = (docs[0], part.get_filename())
                 elif raw:
                     body = json.loads(raw)
                 status, reply = 200, {}
