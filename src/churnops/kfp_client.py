@@ -17,14 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from churnops.errors import ChurnopsError
+from churnops.errors import ChurnopsError, KfpUnavailable
 
-
-class KfpUnavailable(ChurnopsError, ConnectionError):
-    """The KFP API server could not be reached or refused the request. CLI: exit 8; the
-    alert receiver answers 502 so Alertmanager retries the notification."""
-
-    exit_code = 8
+__all__ = ["KfpClient", "KfpUnavailable", "RunRef"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +38,17 @@ def _epoch(value: Any) -> float:
     if isinstance(value, str) and value:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     return 0.0
+
+
+def _reason(err: Exception) -> str:
+    """One line out of urllib3's and kfp_server_api's nested exceptions."""
+    status = getattr(err, "status", None)
+    if status:
+        return f"HTTP {status} {getattr(err, 'reason', '')}".strip()
+    text = str(getattr(err, "reason", None) or err)
+    if "Connection refused" in text:
+        return "connection refused (is the API server running and the URL right?)"
+    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def _equals(key: str, value: str) -> str:
@@ -110,8 +116,7 @@ class KfpClient:
         except ChurnopsError:
             raise
         except Exception as err:
-            reason = getattr(err, "reason", None) or str(err).splitlines()[0]
-            raise KfpUnavailable(f"KFP at {self.host}: {what} failed: {reason}") from err
+            raise KfpUnavailable(f"KFP at {self.host}: {what} failed: {_reason(err)}") from err
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created if it does not exist."""

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import pickle
 import shlex
 import zipfile
 from pathlib import Path
 
-from churnops.data.generate import GeneratorConfig, generate
+from churnops.testing import sample_records
 
 RELOAD_MODEL = "serving-reload"
 
-
-def sample_records(rows: int, *, seed: int = 7, drift: float = 0.0) -> list[dict]:
-    """Generated customers as JSON-ready records (missing TotalCharges → null)."""
-    frame = generate(GeneratorConfig(rows=rows, seed=seed, drift=drift)).drop(columns=["Churn"])
-    records = frame.to_dict(orient="records")
-    for r in records:
-        for k, v in r.items():
-            if isinstance(v, float) and math.isnan(v):
-                r[k] = None
-            elif hasattr(v, "item"):
-                r[k] = v.item()
-    return records
+__all__ = ["RELOAD_MODEL", "dumps", "metric_value", "sample_records"]
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:

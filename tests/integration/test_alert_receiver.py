@@ -18,13 +18,14 @@ import pytest
 import requests
 from _fake_kfp import FakeKfp
 
-from churnops import localstack
+from churnops import processes
 from churnops.monitoring.alerts import run_name
+from churnops.training.runner import packaged_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGE = REPO / "pipelines" / "compiled" / "churn_training.yaml"
+PACKAGE = packaged_spec()
 TOKEN = "s3cret-webhook-token"
 COOLDOWN = 3600
 
@@ -74,7 +75,7 @@ class Receiver:
     """One `churnops alerts serve` process; restartable on the same ports."""
 
     def __init__(self, kfp_url: str, workdir: Path):
-        self.port, self.metrics_port = localstack.free_port(), localstack.free_port()
+        self.port, self.metrics_port = processes.free_port(), processes.free_port()
         self.kfp_url, self.workdir = kfp_url, workdir
         self.proc: subprocess.Popen[str] | None = None
         self.starts = 0

@@ -8,14 +8,15 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from _fake_kfp import FakeKfp
 
+from churnops.training.runner import packaged_spec
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PACKAGE = Path(__file__).resolve().parents[2] / "pipelines" / "compiled" / "churn_training.yaml"
+PACKAGE = packaged_spec()
 
 
 @pytest.fixture

@@ -16,17 +16,17 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from churnops import localstack, tracking
+from churnops import processes, tracking
 from churnops.errors import PromotionRejected
 from churnops.rollout.deploy import canary, require_served
-from churnops.rollout.local import (
+from churnops.serving.local import start_model_server
+from churnops.testing import (
     REHEARSAL,
     LocalTarget,
     Traffic,
     rehearsal_versions,
     sample_records,
 )
-from churnops.serving.local import start_model_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,13 +45,13 @@ def versions(mlflow_server: str, data_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
-    return {"stable": localstack.free_port(), "canary": localstack.free_port()}
+    return {"stable": processes.free_port(), "canary": processes.free_port()}
 
 
 @pytest.fixture(scope="module")
 def prometheus(ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory):
     targets = {"churnops/churn-predictor": [f"127.0.0.1:{p}" for p in ports.values()]}
-    with localstack.start_prometheus(
+    with processes.start_prometheus(
         targets=targets,
         workdir=tmp_path_factory.mktemp("prometheus"),
         rule_files=sorted(REPO.glob("monitoring/prometheus/*.rules.yaml")),
@@ -224,7 +224,7 @@ def test_no_traffic_is_its_own_outcome_and_never_promotes(scenario, versions, ml
 
 def test_prometheus_down_never_promotes(scenario, versions, mlflow_server):
     result, _ = scenario(
-        "blind", "healthy", prometheus_url=f"http://127.0.0.1:{localstack.free_port()}"
+        "blind", "healthy", prometheus_url=f"http://127.0.0.1:{processes.free_port()}"
     )
     assert result["outcome"] == "rolled_back" and "Prometheus unavailable" in result["reason"]
     assert all(d["decision"] in ("hold", "rollback") for d in result["decisions"])
@@ -260,9 +260,9 @@ class RecordedSplit:
 
 
 def _deploy_component():
-    from churnops.pipeline import definition
+    from churnops.training.components import deploy_canary
 
-    return definition().c.deploy_canary
+    return deploy_canary
 
 
 def test_rolled_back_canary_fails_the_deploy_task_under_kfp_local(
@@ -300,6 +300,7 @@ def test_rolled_back_canary_fails_the_deploy_task_under_kfp_local(
             deploy_canary(
                 model_name=MODEL,
                 version=versions["healthy"],
+                promoted=True,
                 tracking_uri=mlflow_server,
                 target="local",
                 namespace="churnops",

@@ -197,6 +197,10 @@ seccompProfile:
       name: {{ . }}
       key: token
 {{- end }}
+{{- with .Values.images.registry }}
+- name: CHURNOPS_IMAGE_REGISTRY
+  value: {{ . | trimSuffix "/" | quote }}
+{{- end }}
 - name: CHURNOPS_DATA_URI
   value: {{ .Values.pipelines.dataUri | quote }}
 - name: CHURNOPS_PIPELINE_PARAMS

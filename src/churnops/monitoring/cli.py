@@ -8,10 +8,22 @@ import os
 from typing import Any
 
 
-def _default_package() -> str:
-    from churnops.pipeline import COMPILED, repo_root
+def _package(path: str | None, image_registry: str | None) -> str:
+    """The spec runs start from: ``path`` or the one churnops ships, its component images
+    pulled from ``image_registry`` when given (a copy under the temp directory)."""
+    import tempfile
+    from pathlib import Path
 
-    return str(repo_root() / COMPILED)
+    from churnops.training.runner import SPEC_FILE, packaged_spec, retarget
+
+    source = Path(path) if path else packaged_spec()
+    if not source.is_file():
+        raise SystemExit(f"error: pipeline package {source} not found (--package)")
+    if not image_registry:
+        return str(source)
+    copy = Path(tempfile.mkdtemp(prefix="churnops-alerts-")) / SPEC_FILE
+    copy.write_text(retarget(source.read_text(), image_registry))
+    return str(copy)
 
 
 def _serve(args: argparse.Namespace) -> dict[str, Any]:
@@ -30,9 +42,7 @@ def _serve(args: argparse.Namespace) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise SystemExit("error: --params must be a JSON object")
     params["data_uri"] = args.data
-    package = args.package or _default_package()
-    if not os.path.isfile(package):
-        raise SystemExit(f"error: pipeline package {package} not found (--package)")
+    package = _package(args.package, args.image_registry)
     trigger = RetrainTrigger(
         KfpClient(args.kfp_host, namespace=args.kfp_namespace),
         package=package,
@@ -95,5 +105,11 @@ def register(sub: Any) -> None:
         type=float,
         default=float(env("CHURNOPS_RETRAIN_COOLDOWN_SECONDS", str(6 * 3600))),
         help="seconds: one run per alert group within this time",
+    )
+    serve.add_argument(
+        "--image-registry",
+        default=env("CHURNOPS_IMAGE_REGISTRY") or None,
+        help="pull the component images of the runs from this registry "
+        "(default: $CHURNOPS_IMAGE_REGISTRY, else the spec's churnops/components:<version>)",
     )
     serve.set_defaults(handler=_serve)
