@@ -300,6 +300,7 @@ _EXTENSION_MODULES = (
     "churnops.serving.cli",
     "churnops.rollout.cli",
     "churnops.monitoring.cli",
+    "churnops.scoring.cli",
 )
 
 

@@ -176,6 +176,8 @@ def test_pod_disruption_budgets_select_real_pods(render: Render) -> None:
     for o in workloads(render):
         if o["kind"] == "InferenceService":
             pod_labels.append({"serving.kserve.io/inferenceservice": o["metadata"]["name"]})
+        elif o["kind"] == "CronJob":
+            pod_labels.append(o["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"])
         else:
             pod_labels.append(o["spec"]["template"]["metadata"]["labels"])
     for pdb in render.of_kind("PodDisruptionBudget"):

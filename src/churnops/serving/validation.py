@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from churnops.data import contract
+from churnops.data import coerce, contract
 from churnops.errors import InvalidRecord
 from churnops.serving.errors import REQUEST_FIELD, BatchTooLarge, MalformedRequest
 
@@ -155,6 +155,8 @@ def numeric_column(
         InvalidRecord: Naming the field and the first offending row.
     """
     allowed = _NUMBER_OR_NULL if f.nullable else _NUMBER_TYPES
+    if str in set(map(type, values)):  # numeric text and blanks, read as training reads them
+        values = coerce.text_numbers(values)
     if not set(map(type, values)) <= allowed:
         for row, v in enumerate(values):
             if type(v) not in allowed:
