@@ -299,6 +299,7 @@ _EXTENSION_MODULES = (
     "churnops.training.cli",
     "churnops.serving.cli",
     "churnops.rollout.cli",
+    "churnops.monitoring.cli",
     "churnops.scoring.cli",
 )
 

@@ -37,6 +37,8 @@ VARIANTS = {
             "rollout.version=3",
             "--set",
             "mlflow.metrics.enabled=true",
+            "--set",
+            "pipelines.schedule.enabled=true",
         ],
     ),
     "kind+batch-scoring": (

@@ -192,7 +192,11 @@ def test_migrations_run_before_upgrades(renders: dict[str, Render]) -> None:
 def test_monitoring_objects_carry_the_release_label(renders: dict[str, Render]) -> None:
     r = renders["kind+rollout"]
     pms = r.of_kind("PodMonitor")
-    assert {p["metadata"]["name"] for p in pms} == {"churnops-predictor", "churnops-mlflow"}
+    assert {p["metadata"]["name"] for p in pms} == {
+        "churnops-predictor",
+        "churnops-mlflow",
+        "churnops-alert-receiver",
+    }
     for obj in [*pms, *r.of_kind("PrometheusRule")]:
         assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     predictor = r.one("PodMonitor", "churnops-predictor")
