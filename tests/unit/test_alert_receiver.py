@@ -1,7 +1,7 @@
 """The retraining decision in-process: which notifications start a run, keyed by alert group.
 
 The receiver process against a KFP stand-in, across restarts, is in
-tests/integration/test_alert_receiver.py; here the KFP side is a list of started runs.
+tests/integration/test_alert_receiver_process.py; here the KFP side is a list of started runs.
 """
 
 from __future__ import annotations
