@@ -29,7 +29,7 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo ">> installing Debian packages:$$missing" >&2; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  $$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 $(VENV)/.installed: pyproject.toml setup.py $(CONSTRAINTS) $(wildcard src/churnops/*/*.c)
