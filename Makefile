@@ -43,13 +43,13 @@ lock: ## re-resolve requirements/constraints.txt from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra server --python-version 3.11 -q -o $(CONSTRAINTS)
 
 lint: setup ## ruff lint + format check, mypy on src/
-	$(VENV)/bin/ruff check src tests components pipelines serving benchmarks
-	$(VENV)/bin/ruff format --check src tests components pipelines serving benchmarks
+	$(VENV)/bin/ruff check src tests serving benchmarks monitoring scripts
+	$(VENV)/bin/ruff format --check src tests serving benchmarks monitoring scripts
 	$(VENV)/bin/mypy src/churnops --ignore-missing-imports
 
 format: setup ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix src tests components pipelines serving benchmarks
-	$(VENV)/bin/ruff format src tests components pipelines serving benchmarks
+	$(VENV)/bin/ruff check --fix src tests serving benchmarks monitoring scripts
+	$(VENV)/bin/ruff format src tests serving benchmarks monitoring scripts
 
 -include mk/*.mk
 
@@ -60,10 +60,10 @@ test-unit: setup ## fast in-process tests only
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 demo: setup ## the whole flow on this machine, embedded defaults, no cluster
-	$(CHURNOPS) demo
+	$(CHURNOPS) demo --prometheus-rules monitoring/prometheus
 
-pipelines: setup ## compile the KFP pipeline to pipelines/compiled/churn_training.yaml
-	$(CHURNOPS) pipeline compile
+pipelines: setup ## compile the KFP pipeline spec (src/churnops/training/churn_training.yaml; pipelines/ links it)
+	$(CHURNOPS) pipeline compile --out src/churnops/training/churn_training.yaml
 
 bench: bench-train bench-pipeline bench-rollout ## all benchmarks (figures land in benchmarks/results/)
 

@@ -19,18 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from churnops import localstack, tracking
+from churnops import processes, tracking
 from churnops.progress import log
 from churnops.rollout.analysis import AnalysisConfig
 from churnops.rollout.deploy import canary
-from churnops.rollout.local import (
+from churnops.serving.local import start_model_server
+from churnops.testing import (
     REHEARSAL,
     LocalTarget,
     Traffic,
     rehearsal_versions,
     sample_records,
 )
-from churnops.serving.local import start_model_server
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -110,17 +110,17 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        with localstack.start_mlflow(
+        with processes.start_mlflow(
             backend_uri=f"sqlite:///{work / 'mlflow.db'}",
             artifacts_dir=work / "art",
             log_path=work / "mlflow.log",
         ) as mlflow:
             tracking.connect(mlflow.url)
             versions = rehearsal_versions(mlflow.url, MODEL, work)
-            ports = {"stable": localstack.free_port(), "canary": localstack.free_port()}
+            ports = {"stable": processes.free_port(), "canary": processes.free_port()}
             targets = {"churnops/churn-predictor": [f"127.0.0.1:{p}" for p in ports.values()]}
             with (
-                localstack.start_prometheus(
+                processes.start_prometheus(
                     targets=targets,
                     workdir=work / "prom",
                     scrape_interval="1s",

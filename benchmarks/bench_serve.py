@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from churnops.localstack import Process
+    from churnops.processes import Process
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "serve.json"
@@ -117,17 +117,17 @@ def start_mlserver(
     bench's registry, shaped like the other servers: inference in the server process
     (``parallel_workers: 0``, i.e. one worker), loopback only, no access log (``debug``
     off; churnops logs none either), metrics and gRPC on their own free ports."""
-    from churnops import localstack
+    from churnops import processes
 
     binary = binary.absolute()  # its bin/ goes on PATH, like the venv's for mlflow's
     repo = workdir / "mlserver"
     (repo / "churn").mkdir(parents=True, exist_ok=True)
-    port = localstack.free_port()
+    port = processes.free_port()
     settings = {
         "host": "127.0.0.1",
         "http_port": port,
-        "grpc_port": localstack.free_port(),
-        "metrics_port": localstack.free_port(),
+        "grpc_port": processes.free_port(),
+        "metrics_port": processes.free_port(),
         "parallel_workers": 0,
         "debug": False,
         # both default to the current directory: keep them out of the repo
@@ -141,7 +141,7 @@ def start_mlserver(
     }
     (repo / "settings.json").write_text(json.dumps(settings))
     (repo / "churn" / "model-settings.json").write_text(json.dumps(model_settings))
-    return localstack.start(
+    return processes.start(
         "mlserver",
         [str(binary), "start", str(repo)],
         url=f"http://127.0.0.1:{port}",
@@ -243,16 +243,16 @@ def main() -> int:
         log("wrk not found: `make system-deps` installs it")
         return 2
 
-    from churnops import localstack, tracking
+    from churnops import processes, tracking
     from churnops.data.generate import GeneratorConfig, write
     from churnops.model.train import TrainConfig
     from churnops.serving.local import start_model_server
-    from churnops.workflow import run_training
+    from churnops.training.flow import run_training
 
     work = Path(tempfile.mkdtemp(prefix="churnops-bench-serve-"))
     procs: list = []
     try:
-        mlflow_proc = localstack.start_mlflow(
+        mlflow_proc = processes.start_mlflow(
             backend_uri=f"sqlite:///{work / 'mlflow.db'}",
             artifacts_dir=work / "artifacts",
             log_path=work / "mlflow.log",
@@ -295,7 +295,7 @@ def main() -> int:
             "churnops": lambda: start_model_server(
                 "models:/churn@champion", mlflow_proc.url, log_path=work / "churnops.log"
             ),
-            "mlflow": lambda: localstack.start(
+            "mlflow": lambda: processes.start(
                 "mlflow-models-serve",
                 [
                     sys.executable,
@@ -310,7 +310,7 @@ def main() -> int:
                     "-h",
                     "127.0.0.1",
                     "-p",
-                    str(port := localstack.free_port()),
+                    str(port := processes.free_port()),
                     "-w",
                     "1",
                 ],

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from churnops import localstack
+from churnops import processes
 from churnops.data import load
 from churnops.data.generate import GeneratorConfig, write
 from churnops.model.candidates import spec
@@ -92,7 +92,7 @@ def main() -> None:
         log("bench: ingest + validate + encode throughput")
         results["ingest"] = {"csv": ingest_throughput(csv), "parquet": ingest_throughput(parquet)}
 
-        with localstack.start_mlflow(
+        with processes.start_mlflow(
             backend_uri=f"sqlite:///{work / 'mlflow.db'}",
             artifacts_dir=work / "art",
             log_path=work / "mlflow.log",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from churnops import localstack
+from churnops import processes
 from churnops.data.generate import GeneratorConfig, write
 
 
@@ -56,7 +56,7 @@ def mlflow_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def mlflow_server(mlflow_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``mlflow server`` with proxied artifacts; yields its URL."""
     root = tmp_path_factory.mktemp("mlflow")
-    with localstack.start_mlflow(
+    with processes.start_mlflow(
         backend_uri=mlflow_backend, artifacts_dir=root / "artifacts", log_path=root / "server.log"
     ) as server:
         yield server.url
@@ -77,7 +77,7 @@ def churn_csv(data_dir: Path) -> Path:
 def trained(mlflow_server: str, churn_csv: Path) -> dict:
     """A champion trained once per session on ``churn_csv`` (model name ``churn-fixture``)."""
     from churnops.model.train import TrainConfig
-    from churnops.workflow import run_training
+    from churnops.training.flow import run_training
 
     return run_training(
         str(churn_csv),

@@ -8,7 +8,6 @@ scraping it when the binary is installed. Ctrl-C stops everything it started.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -17,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from churnops import localstack
-from churnops.data.generate import GeneratorConfig, generate, write
+from churnops import processes
+from churnops.data.generate import GeneratorConfig, write
 from churnops.progress import log
 
 
@@ -30,7 +29,7 @@ def _port(preferred: int) -> int:
             s.bind(("127.0.0.1", preferred))
             return preferred
         except OSError:
-            return localstack.free_port()
+            return processes.free_port()
 
 
 def _traffic(url: str, rows: int = 200) -> dict[str, Any]:
@@ -38,9 +37,9 @@ def _traffic(url: str, rows: int = 200) -> dict[str, Any]:
     import requests
 
     from churnops.data import contract
+    from churnops.testing import sample_records
 
-    frame = generate(GeneratorConfig(rows=rows, seed=99)).drop(columns=[contract.LABEL.name])
-    records = json.loads(frame.to_json(orient="records"))
+    records = sample_records(rows, seed=99)
     counts = {"v1_single": 0, "v1_batch": 0, "v2": 0, "rejected": 0}
     for record in records[:50]:
         requests.post(
@@ -52,10 +51,8 @@ def _traffic(url: str, rows: int = 200) -> dict[str, Any]:
     counts["v1_batch"] += 1
     inputs = []
     for f in contract.FEATURES:
-        values = frame[f.name].head(10).tolist()
+        values = [r[f.name] for r in records[:10]]
         datatype = "BYTES" if not f.is_numeric else ("INT64" if f.kind == "integer" else "FP64")
-        if f.kind == "number":
-            values = [None if v != v else v for v in values]  # NaN → null (missing)
         inputs.append(
             {"name": f.name, "datatype": datatype, "shape": [len(values)], "data": values}
         )
@@ -77,14 +74,23 @@ def _traffic(url: str, rows: int = 200) -> dict[str, Any]:
 
 
 def run_demo(
-    *, workdir: str | Path = ".churnops", rows: int = 7043, keep_running: bool | None = None
+    *,
+    workdir: str | Path = ".churnops",
+    rows: int = 7043,
+    rules_dir: str | Path | None = None,
+    keep_running: bool | None = None,
 ) -> dict:
-    """Run the demo; returns what it did and where to look (the command's JSON)."""
-    from churnops.pipeline import run_local
+    """Run the demo; returns what it did and where to look (the command's JSON).
+
+    Args:
+        rules_dir: Prometheus rule files (``*.rules.yaml``) to load, e.g. the checkout's
+            ``monitoring/prometheus`` (``make demo`` passes it); none by default.
+    """
+    from churnops.training.runner import run_local
 
     home = Path(workdir).resolve()
     os.environ["CHURNOPS_HOME"] = str(home)
-    started: list[localstack.Process] = []
+    started: list[processes.Process] = []
     served_pid: int | None = None
 
     def stop(*_: object) -> None:
@@ -101,7 +107,7 @@ def run_demo(
             write(GeneratorConfig(rows=rows, seed=42), data)
         mlflow_port = _port(5000)
         log(f"demo: starting MLflow (SQLite, artifacts proxied) on http://127.0.0.1:{mlflow_port}")
-        mlflow = localstack.start_mlflow(
+        mlflow = processes.start_mlflow(
             backend_uri=f"sqlite:///{home / 'mlflow.db'}",
             artifacts_dir=home / "mlartifacts",
             log_path=home / "logs" / "mlflow.log",
@@ -134,12 +140,10 @@ def run_demo(
         summary["traffic"] = _traffic(deploy["url"])
         if shutil.which("prometheus"):
             host = deploy["url"].split("//")[1]
-            prom = localstack.start_prometheus(
+            prom = processes.start_prometheus(
                 targets={"churnops/churn-predictor": [host]},
                 workdir=home / "prometheus",
-                rule_files=sorted(
-                    Path(__file__).resolve().parents[2].glob("monitoring/prometheus/*.rules.yaml")
-                ),
+                rule_files=sorted(Path(rules_dir).glob("*.rules.yaml")) if rules_dir else [],
                 scrape_interval="5s",
                 port=_port(9090),
             )

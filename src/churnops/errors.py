@@ -77,3 +77,40 @@ class PipelineFailed(ChurnopsError):
     is still printed. CLI: exit 7."""
 
     exit_code = 7
+
+
+class UsageError(ChurnopsError, ValueError):
+    """A command-line argument is invalid (bad JSON, unknown name, out of range).
+
+    CLI: exit code 2 (argparse's own code for usage errors), message names the flag.
+    """
+
+    exit_code = 2
+
+
+class KfpUnavailable(ChurnopsError, ConnectionError):
+    """The KFP API server could not be reached or refused the request. CLI: exit 8; the
+    alert receiver answers 502 so Alertmanager retries the notification."""
+
+    exit_code = 8
+
+
+class RegistryStateError(ChurnopsError, LookupError):
+    """The registry is not in a state that allows the change: no such model or version, a
+    version that is not READY, no previous champion to roll back to. CLI: exit 9; checked
+    before the first write, so nothing changed."""
+
+    exit_code = 9
+
+
+class ChampionChanged(RegistryStateError):
+    """The champion moved while a promotion was being decided (another promotion or
+    rollback won the race). The caller re-gates against the new champion; the CLI never
+    shows it unless re-gating gives up (exit 9)."""
+
+
+class ClusterUnavailable(ChurnopsError, ConnectionError):
+    """No Kubernetes configuration (kubeconfig or in-cluster service account), or the API
+    server cannot be reached. CLI: exit 10; nothing was changed on the cluster."""
+
+    exit_code = 10

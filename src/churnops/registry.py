@@ -2,26 +2,61 @@
 
 Aliases carry the deployment state: ``challenger`` is the latest trained winner,
 ``champion`` is what serves, ``previous-champion`` is what a rollback restores. A version
-becomes champion only through ``gate`` + ``promote``; a failed step leaves the aliases
-as they were.
+becomes champion only through ``gate`` + ``promote``.
+
+Alias changes (``promote``, ``rollback``) are validated before the first write and
+serialized across processes by ``alias_lock``: MLflow has no compare-and-set on aliases,
+but creating a registered model is atomic (a unique name), so the lock is a registered
+model ``<name>.alias-lock`` that exists while one change is in flight (with a lease, so a
+crashed holder does not block forever). A promotion decided against a champion that has
+moved since (``expect_champion``) raises ``ChampionChanged`` and the caller gates again.
+
+Registry calls retry connection failures for a time budget (``CHURNOPS_REGISTRY_RETRY_SECONDS``,
+default 90 s: longer than an MLflow restart), and ``repair`` removes what a crash left:
+versions without a gate decision, ``churnops train`` runs stuck RUNNING.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import random
+import socket
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 
-from churnops.errors import ModelLoadError, RegistryUnavailable
+from churnops.errors import (
+    ChampionChanged,
+    ModelLoadError,
+    RegistryStateError,
+    RegistryUnavailable,
+)
 from churnops.progress import log
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS = "previous-champion"
+
+LOCK_SUFFIX = ".alias-lock"
+RETRY_SECONDS_ENV = "CHURNOPS_REGISTRY_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 90.0
+# Tags on `churnops train` runs: a RUNNING run whose process is gone crashed.
+HOST_TAG, PID_TAG = "churnops.host", "churnops.pid"
+_CLIENT_ERRORS = (
+    "RESOURCE_DOES_NOT_EXIST",
+    "INVALID_PARAMETER_VALUE",
+    "RESOURCE_ALREADY_EXISTS",
+    "BAD_REQUEST",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+)
+_ANY: Any = object()
 
 T = TypeVar("T")
 
@@ -61,56 +96,166 @@ def _client():  # type: ignore[no-untyped-def]
     return MlflowClient()
 
 
-def retry(call: Callable[[], T], *, what: str, attempts: int = 4, backoff: float = 1.0) -> T:
-    """Run a registry call, retrying connection-level failures with exponential backoff.
+def _code(err: BaseException) -> str:
+    return str(getattr(err, "error_code", ""))
 
-    Errors that mean "the request is wrong" (not found, bad parameter) are not retried.
+
+def retry_budget() -> float:
+    """Seconds a registry call keeps retrying connection failures (env override)."""
+    try:
+        return float(os.environ.get(RETRY_SECONDS_ENV, DEFAULT_RETRY_SECONDS))
+    except ValueError:
+        return DEFAULT_RETRY_SECONDS
+
+
+def retry(
+    call: Callable[[], T],
+    *,
+    what: str,
+    budget: float | None = None,
+    backoff: float = 1.0,
+    max_delay: float = 10.0,
+) -> T:
+    """Run a registry call, retrying connection-level failures with exponential backoff
+    (capped at ``max_delay``) for ``budget`` seconds (default: ``retry_budget()``).
+
+    Errors that mean "the request is wrong" (not found, bad parameter, already exists,
+    not allowed) are not retried.
 
     Raises:
-        RegistryUnavailable: Still failing after ``attempts``.
+        RegistryUnavailable: Still failing when the budget is spent.
     """
     from mlflow.exceptions import MlflowException
 
-    error: Exception | None = None
-    for attempt in range(attempts):
+    deadline = time.monotonic() + (retry_budget() if budget is None else budget)
+    attempt = 0
+    while True:
         try:
             return call()
         except MlflowException as err:
-            if getattr(err, "error_code", "") in (
-                "RESOURCE_DOES_NOT_EXIST",
-                "INVALID_PARAMETER_VALUE",
-                "RESOURCE_ALREADY_EXISTS",
-                "BAD_REQUEST",
-            ):
+            if _code(err) in _CLIENT_ERRORS:
                 raise
-            error = err
+            error: Exception = err
         except (ConnectionError, OSError) as err:
             error = err
-        if attempt < attempts - 1:
-            delay = backoff * 2**attempt
-            log(f"registry: {what} failed ({error}); retrying in {delay:.0f}s")
-            time.sleep(delay)
-    raise RegistryUnavailable(f"registry: {what} failed after {attempts} attempts: {error}")
+        delay = min(backoff * 2**attempt, max_delay)
+        if time.monotonic() + delay > deadline:
+            reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+            raise RegistryUnavailable(f"registry: {what} failed, MLflow unavailable: {reason}")
+        log(f"registry: {what} failed; retrying in {delay:.0f}s")
+        time.sleep(delay)
+        attempt += 1
 
 
-def aliases(name: str) -> dict[str, str]:
-    """alias → version of registered model ``name`` (empty if it does not exist yet)."""
+def aliases(name: str, *, missing_ok: bool = True) -> dict[str, str]:
+    """alias → version of registered model ``name``.
+
+    Raises:
+        RegistryStateError: The model does not exist and ``missing_ok`` is false (with
+            it true, a model not created yet has no aliases: ``{}``).
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         model = retry(lambda: _client().get_registered_model(name), what=f"read model {name}")
     except MlflowException as err:
-        if getattr(err, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-            return {}
+        if _code(err) == "RESOURCE_DOES_NOT_EXIST":
+            if missing_ok:
+                return {}
+            raise RegistryStateError(f"no registered model named {name!r}") from None
         raise
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+
+@contextlib.contextmanager
+def alias_lock(name: str, *, lease: float = 120.0, wait: float = 300.0) -> Iterator[None]:
+    """Hold the alias lock of model ``name``: one alias change at a time, across processes.
+
+    Acquiring creates the registered model ``<name>.alias-lock`` (atomic: MLflow refuses a
+    second model of the same name); releasing deletes it. A lock older than ``lease``
+    seconds belongs to a crashed holder and is broken.
+
+    Raises:
+        RegistryUnavailable: The lock stayed held for ``wait`` seconds, or MLflow is down.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    lock, token = f"{name}{LOCK_SUFFIX}", uuid.uuid4().hex
+    deadline = time.monotonic() + wait
+    while True:
+        tags = {"churnops.lock": token, "churnops.lock_expires": f"{time.time() + lease:.3f}"}
+        try:
+            retry(
+                partial(
+                    client.create_registered_model,
+                    lock,
+                    tags=tags,
+                    description=f"churnops: serializes alias changes of {name}; "
+                    "exists only while one is in flight",
+                ),
+                what="take the alias lock",
+            )
+            break
+        except MlflowException as err:
+            if _code(err) != "RESOURCE_ALREADY_EXISTS":
+                raise
+        with contextlib.suppress(MlflowException):
+            held = client.get_registered_model(lock)
+            if time.time() > float((held.tags or {}).get("churnops.lock_expires", "0")):
+                log(f"registry: breaking the expired alias lock of {name}")
+                client.delete_registered_model(lock)
+                continue
+        if time.monotonic() > deadline:
+            raise RegistryUnavailable(
+                f"registry: the alias lock of {name} is held by another change"
+            )
+        time.sleep(0.05 + random.random() * 0.2)
+    try:
+        yield
+    finally:
+
+        def release() -> None:
+            try:
+                held = client.get_registered_model(lock)
+            except MlflowException as err:
+                if _code(err) == "RESOURCE_DOES_NOT_EXIST":
+                    return
+                raise
+            if (held.tags or {}).get("churnops.lock") == token:
+                client.delete_registered_model(lock)
+
+        retry(release, what="release the alias lock")
+
+
+def _version(name: str, version: str) -> Any:
+    """The model version, validated before anything is written.
+
+    Raises:
+        RegistryStateError: No such model or version, or not READY.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if not str(version).isdigit():
+        raise RegistryStateError(f"version {version!r} of model {name}: a version is a number")
+    try:
+        mv = retry(lambda: _client().get_model_version(name, str(version)), what="read version")
+    except MlflowException as err:
+        if _code(err) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            aliases(name, missing_ok=False)  # names the model when it is the one missing
+            raise RegistryStateError(f"model {name} has no version {version}") from None
+        raise
+    if str(mv.status) != "READY":
+        raise RegistryStateError(f"model {name} v{version} is {mv.status}, not READY")
+    return mv
 
 
 def register(model_uri: str, *, name: str, run_id: str, tags: dict[str, str]) -> str:
     """Register ``model_uri`` as a new version of ``name`` with alias ``challenger``.
 
     Idempotent: a retried call for the same run reuses the version it created. If tagging
-    or aliasing fails, the new version is deleted again so nothing half-registered stays.
+    or aliasing fails, the new version is deleted again (retrying for the whole budget,
+    so an MLflow restart does not leave it behind).
 
     Returns:
         The version number as a string.
@@ -121,20 +266,24 @@ def register(model_uri: str, *, name: str, run_id: str, tags: dict[str, str]) ->
     try:
         retry(lambda: client.create_registered_model(name), what=f"create model {name}")
     except MlflowException as err:
-        if getattr(err, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+        if _code(err) != "RESOURCE_ALREADY_EXISTS":
             raise
-    existing = retry(
-        lambda: client.search_model_versions(f"name='{name}' and run_id='{run_id}'"),
-        what="search versions",
-    )
-    if existing:
-        version = str(existing[0].version)
+
+    def existing() -> list[Any]:
+        return list(client.search_model_versions(f"name='{name}' and run_id='{run_id}'"))
+
+    found = retry(existing, what="search versions")
+    if found:
+        version = str(found[0].version)
         log(f"registry: run {run_id} already registered as {name} v{version}")
     else:
         import mlflow
 
-        mv = retry(lambda: mlflow.register_model(model_uri, name, tags=tags), what="create version")
-        version = str(mv.version)
+        def create() -> Any:
+            # A create whose answer was lost may have happened: look before creating again.
+            return (existing() or [None])[0] or mlflow.register_model(model_uri, name, tags=tags)
+
+        version = str(retry(create, what="create version").version)
     try:
         tag_version(name, version, tags)
         retry(
@@ -142,9 +291,10 @@ def register(model_uri: str, *, name: str, run_id: str, tags: dict[str, str]) ->
             what="set challenger",
         )
     except Exception:
-        if not existing:
+        if not found:
             try:
-                client.delete_model_version(name, version)
+                retry(lambda: client.delete_model_version(name, version), what="remove v" + version)
+                log(f"registry: removed half-registered {name} v{version}")
             except Exception as cleanup:  # the original error matters more
                 log(f"registry: could not remove half-registered v{version}: {cleanup}")
         raise
@@ -160,14 +310,19 @@ def champion_scores(name: str, x_test: Any) -> tuple[str, np.ndarray] | None:
     current = aliases(name).get(CHAMPION)
     if current is None:
         return None
-    import mlflow.pyfunc
+    from churnops.model.serialize import load_model_uri
 
+    # The safe loader: skops with churnops' own trusted types, pickle refused (UnsafeModel
+    # is a ModelLoadError, so an unsafe champion is gated like a broken one).
     try:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{current}")
-        proba = np.asarray(model.predict(x_test), dtype=float)
+        artifact = load_model_uri(f"models:/{name}/{current}")
+    except ModelLoadError as err:
+        raise type(err)(f"champion {name} v{current} refused or unloadable: {err}") from err
+    try:
+        proba = np.asarray(artifact.model.predict_proba(x_test), dtype=float)[:, 1]
     except Exception as err:
         raise ModelLoadError(f"champion {name} v{current} cannot be scored: {err}") from err
-    return current, proba[:, 1] if proba.ndim == 2 else proba
+    return current, proba
 
 
 def gate(
@@ -199,54 +354,182 @@ def gate(
     return GateDecision(not reasons, reasons, challenger, champion, champion_version)
 
 
-def promote(name: str, version: str) -> dict[str, str]:
+def promote(name: str, version: str, *, expect_champion: Any = _ANY) -> dict[str, str]:
     """Make ``version`` the champion; the replaced champion becomes ``previous-champion``.
+
+    Validated before the first write and serialized with every other alias change.
+
+    Args:
+        expect_champion: The champion the caller decided against (``None``: none). When
+            the champion is another version by the time the lock is held, nothing is
+            written and ``ChampionChanged`` is raised.
 
     Returns:
         The aliases after the change.
+
+    Raises:
+        RegistryStateError: No such model or version (nothing was changed).
+        ChampionChanged: See ``expect_champion``.
     """
+    version = str(version)
+    _version(name, version)
     client = _client()
-    current = aliases(name).get(CHAMPION)
-    if current == str(version):
+    with alias_lock(name):
+        before = aliases(name)
+        current = before.get(CHAMPION)
+        if expect_champion is not _ANY and current != expect_champion:
+            raise ChampionChanged(
+                f"champion of {name} moved to v{current} while v{version} was gated "
+                f"against v{expect_champion}"
+            )
+        if current == version:
+            return before
+        if current is not None:
+            retry(
+                lambda: client.set_registered_model_alias(name, PREVIOUS, current),
+                what="set previous-champion",
+            )
+        try:
+            retry(
+                lambda: client.set_registered_model_alias(name, CHAMPION, version),
+                what="set champion",
+            )
+        except Exception:
+            _restore_alias(name, PREVIOUS, before.get(PREVIOUS))
+            raise
         return aliases(name)
-    if current is not None:
-        retry(
-            lambda: client.set_registered_model_alias(name, PREVIOUS, current),
-            what="set previous-champion",
-        )
-    retry(
-        lambda: client.set_registered_model_alias(name, CHAMPION, str(version)), what="set champion"
-    )
-    return aliases(name)
+
+
+def _restore_alias(name: str, alias: str, version: str | None) -> None:
+    """Best effort: put ``alias`` back where it was (or remove it) after a failed change."""
+    client = _client()
+    try:
+        if version is None:
+            retry(lambda: client.delete_registered_model_alias(name, alias), what="restore")
+        else:
+            retry(lambda: client.set_registered_model_alias(name, alias, version), what="restore")
+    except Exception as err:
+        log(f"registry: could not restore alias {alias} of {name}: {err}")
 
 
 def rollback(name: str) -> dict[str, str]:
-    """Restore ``previous-champion`` as champion (one call, for on-call engineers).
+    """Restore ``previous-champion`` as champion (one call, for on-call engineers); the
+    replaced champion is tagged ``rolled_back=true``.
 
     Raises:
-        ValueError: There is no previous champion.
+        RegistryStateError: No such model, or no previous champion (nothing was changed).
     """
-    state = aliases(name)
-    previous = state.get(PREVIOUS)
-    if previous is None:
-        raise ValueError(f"model {name} has no {PREVIOUS} alias to roll back to")
     client = _client()
-    retry(lambda: client.set_registered_model_alias(name, CHAMPION, previous), what="set champion")
-    if (bad := state.get(CHAMPION)) is not None:
+    with alias_lock(name):
+        state = aliases(name, missing_ok=False)
+        previous, bad = state.get(PREVIOUS), state.get(CHAMPION)
+        if previous is None:
+            raise RegistryStateError(f"model {name} has no {PREVIOUS} alias to roll back to")
+        if previous == bad:
+            raise RegistryStateError(
+                f"model {name}: {PREVIOUS} and {CHAMPION} are both v{bad}; nothing to roll back to"
+            )
+        _version(name, previous)
         retry(
-            lambda: client.set_model_version_tag(name, bad, "rolled_back", "true"),
-            what="tag version",
+            lambda: client.set_registered_model_alias(name, CHAMPION, previous),
+            what="set champion",
         )
-    retry(
-        lambda: client.delete_registered_model_alias(name, PREVIOUS), what="clear previous-champion"
+        if bad is not None:
+            retry(
+                lambda: client.set_model_version_tag(name, bad, "rolled_back", "true"),
+                what="tag version",
+            )
+        retry(
+            lambda: client.delete_registered_model_alias(name, PREVIOUS),
+            what="clear previous-champion",
+        )
+        return aliases(name)
+
+
+def repair(name: str, *, keep_run_id: str | None = None) -> dict[str, list[str]]:
+    """Undo what a crashed run left behind for model ``name``.
+
+    - ``churnops train`` runs still RUNNING whose process (``churnops.host`` and
+      ``churnops.pid`` tags) no longer exists on this host are marked FAILED;
+    - versions registered by churnops (``candidate`` tag) that never got a gate decision
+      and whose run is no longer running are deleted.
+
+    Returns:
+        ``{"failed_runs": [...], "removed_versions": [...]}``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    failed: list[str] = []
+    host = socket.gethostname()
+    experiments = retry(lambda: client.search_experiments(), what="list experiments")
+    stuck = retry(
+        lambda: client.search_runs(
+            [e.experiment_id for e in experiments],
+            f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+            max_results=200,
+        ),
+        what="search runs",
     )
-    return aliases(name)
+    for run in stuck:
+        pid = int(run.data.tags.get(PID_TAG, "0") or 0)
+        if run.info.run_id == keep_run_id or _alive(pid):
+            continue
+        retry(partial(client.set_terminated, run.info.run_id, "FAILED"), what="mark run FAILED")
+        retry(
+            partial(client.set_tag, run.info.run_id, "churnops.repaired", "process gone"),
+            what="tag run",
+        )
+        failed.append(run.info.run_id)
+    removed: list[str] = []
+    try:
+        versions = retry(
+            lambda: client.search_model_versions(f"name='{name}'"), what="search versions"
+        )
+    except MlflowException:
+        versions = []
+    for mv in versions:
+        tags = mv.tags or {}
+        if "gate" in tags or "candidate" not in tags or mv.run_id == keep_run_id:
+            continue
+        try:
+            status = retry(partial(client.get_run, mv.run_id), what="read run").info.status
+        except MlflowException:
+            status = "DELETED"
+        if status == "RUNNING":
+            continue
+        retry(partial(client.delete_model_version, name, mv.version), what="remove version")
+        log(
+            f"registry: removed {name} v{mv.version}, left without a gate decision by run {mv.run_id}"
+        )
+        removed.append(str(mv.version))
+    return {"failed_runs": failed, "removed_versions": removed}
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def tag_version(name: str, version: str, tags: dict[str, str]) -> None:
     client = _client()
     for key, value in tags.items():
         retry(partial(client.set_model_version_tag, name, version, key, value), what="tag version")
+
+
+def describe_version(name: str, version: str, description: str) -> None:
+    """The version's description in the registry UI (the model card)."""
+    retry(
+        lambda: _client().update_model_version(name, version, description=description[:5000]),
+        what="describe version",
+    )
 
 
 def version_tags(name: str, version: str) -> dict[str, str]:

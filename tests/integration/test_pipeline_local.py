@@ -10,9 +10,10 @@ import pytest
 from mlflow import MlflowClient
 
 from churnops.errors import PipelineFailed
-from churnops.pipeline import run_local
+from churnops.training.runner import run_local
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Minutes of real training in separate processes; a loaded machine needs the headroom.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 MODEL = "churn-pipeline"
 
@@ -104,6 +105,9 @@ def test_broken_data_fails_at_validation_and_registers_nothing(
         )
     failed = failure.value.result
     assert failed["state"] == "FAILED" and failed["aliases"] == result["aliases"]
+    # The task's own error, not kfp.local's "Inner task failed", ends the message.
+    assert failed["cause"].startswith("ContractViolation: ") and "MonthlyCharges" in failed["cause"]
+    assert failed["cause"] in str(failure.value) and failed["log"] in str(failure.value)
     assert len(client.search_model_versions(f"name='{MODEL}'")) == before
     run = client.get_run(failed["run_id"])
     assert run.info.status == "FAILED" and run.data.tags["validation"] == "failed"

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from churnops import localstack, tracking
+from churnops import processes, tracking
 from churnops.rollout.deploy import canary
-from churnops.rollout.local import (
+from churnops.serving.local import start_model_server
+from churnops.testing import (
     REHEARSAL,
     LocalTarget,
     Traffic,
     rehearsal_versions,
     sample_records,
 )
-from churnops.serving.local import start_model_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,13 +42,13 @@ def versions(mlflow_server: str, data_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
-    return {"stable": localstack.free_port(), "canary": localstack.free_port()}
+    return {"stable": processes.free_port(), "canary": processes.free_port()}
 
 
 @pytest.fixture(scope="module")
 def prometheus(ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory):
     targets = {"churnops/churn-predictor": [f"127.0.0.1:{p}" for p in ports.values()]}
-    with localstack.start_prometheus(
+    with processes.start_prometheus(
         targets=targets,
         workdir=tmp_path_factory.mktemp("prometheus"),
         rule_files=sorted(REPO.glob("monitoring/prometheus/*.rules.yaml")),
@@ -215,7 +215,7 @@ def test_no_traffic_is_inconclusive_and_never_promotes(scenario, versions, mlflo
 
 def test_prometheus_down_never_promotes(scenario, versions, mlflow_server):
     result, _ = scenario(
-        "blind", "healthy", prometheus_url=f"http://127.0.0.1:{localstack.free_port()}"
+        "blind", "healthy", prometheus_url=f"http://127.0.0.1:{processes.free_port()}"
     )
     assert result["outcome"] == "rolled_back"
     assert all(d["decision"] in ("hold", "rollback") for d in result["decisions"])

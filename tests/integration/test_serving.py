@@ -11,7 +11,7 @@ import requests
 from _serving_support import dumps, metric_value, sample_records
 
 from churnops.data import contract
-from churnops.serving.validation import records_to_columns
+from churnops.testing import records_to_columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

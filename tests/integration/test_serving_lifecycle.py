@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -100,3 +101,82 @@ def test_reload_keeps_old_version_on_failure_then_swaps(
         assert metric_value(text, "churnops_requests_total", code="500") == 0
 
     assert server.popen.returncode == 0  # SIGTERM: graceful shutdown, clean exit
+
+
+@pytest.fixture(scope="module")
+def hostile_dirs(champion_source: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Hostile copies of the champion's model directory and the marker their code creates."""
+    import mlflow.artifacts
+    from _serving_support import hostile_model_dirs
+
+    root = tmp_path_factory.mktemp("hostile")
+    good = mlflow.artifacts.download_artifacts(champion_source, dst_path=str(root / "good"))
+    marker = root / "payload-ran"
+    return {"marker": marker, **hostile_model_dirs(Path(good), root, marker)}
+
+
+@pytest.mark.parametrize("kind", ["pickle", "trusted", "untrusted"])
+def test_serve_refuses_a_hostile_model_directory(hostile_dirs, tmp_path, kind: str) -> None:
+    """``churnops serve --model-uri <dir>``: refused at load, nothing runs, even with
+    MLflow's pickle opt-in set."""
+    from churnops.serving.local import start_model_server
+
+    with start_model_server(
+        str(hostile_dirs[kind]),
+        None,
+        log_path=tmp_path / "hostile.log",
+        wait_ready=False,
+        env={"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"},
+    ) as server:
+        assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 503
+        r = requests.post(
+            f"{server.url}/v1/models/churn:predict",
+            json={"instances": sample_records(1)},
+            timeout=10,
+        )
+        assert r.status_code == 503
+        log = server.log_tail(200)
+        assert "refused" in log, log
+    assert not hostile_dirs["marker"].exists()
+
+
+def test_alias_reload_refuses_hostile_versions(
+    reload_registry, hostile_dirs, mlflow_server, tmp_path
+) -> None:
+    """An alias moved to a hostile version: the reload refuses it, the previous version
+    keeps serving, nothing runs."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from churnops.serving.local import start_model_server
+
+    client = MlflowClient()
+    mlflow.set_experiment("serving-fixtures")
+    hostile = {}
+    for kind in ("pickle", "trusted"):
+        with mlflow.start_run(run_name=f"hostile-{kind}") as run:
+            mlflow.log_artifacts(str(hostile_dirs[kind]), "model")
+        source = f"runs:/{run.info.run_id}/model"
+        hostile[kind] = str(mlflow.register_model(source, RELOAD_MODEL).version)
+    good = reload_registry["good"]
+    client.set_registered_model_alias(RELOAD_MODEL, "champion", good)
+    with start_model_server(
+        f"models:/{RELOAD_MODEL}@champion",
+        mlflow_server,
+        log_path=tmp_path / "reload-hostile.log",
+        reload_interval=0.5,
+        env={"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"},
+    ) as server:
+        assert _predict_versions(server.url) == {good}
+        for n, kind in enumerate(("pickle", "trusted"), start=1):
+            client.set_registered_model_alias(RELOAD_MODEL, "champion", hostile[kind])
+
+            def failed(n: int = n) -> bool:
+                text = requests.get(f"{server.url}/metrics", timeout=5).text
+                return metric_value(text, "churnops_model_reloads_total", outcome="failure") >= n
+
+            assert _wait(failed), server.log_tail()
+            assert _predict_versions(server.url) == {good}
+        assert server.log_tail(400).count("refused") >= 2
+        client.set_registered_model_alias(RELOAD_MODEL, "champion", good)
+    assert not hostile_dirs["marker"].exists()

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from churnops.data.generate import GeneratorConfig, write
-from churnops.localstack import free_port
+from churnops.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -180,3 +180,35 @@ def test_unreachable_mlflow_fails_clearly(data):
 def test_health_of_the_real_server(mlflow_server):
     with urllib.request.urlopen(mlflow_server + "/health") as response:
         assert response.status == 200
+
+
+def test_the_gate_refuses_a_pickled_champion(mlflow_server, data, tmp_path):
+    """A champion whose artifact is pickle is never deserialized by the gate: the new
+    version is gated on the floors alone, and the payload never runs."""
+    import mlflow.artifacts
+    from _serving_support import hostile_model_dirs
+
+    name = "churn-registry-hostile"
+    code, first, stderr = train(data["small"], mlflow_server, "--model-name", name)
+    assert code == 0, stderr
+    mlflow.set_tracking_uri(mlflow_server)
+    good = Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{name}/{first['version']}", dst_path=str(tmp_path / "good")
+        )
+    )
+    marker = tmp_path / "payload-ran"
+    hostile = hostile_model_dirs(good, tmp_path, marker)["pickle"]
+    mlflow.set_experiment("registry-tests")
+    with mlflow.start_run(run_name="hostile-champion") as run:
+        mlflow.log_artifacts(str(hostile), "model")
+    client = MlflowClient(mlflow_server)
+    bad = mlflow.register_model(f"runs:/{run.info.run_id}/model", name).version
+    client.set_registered_model_alias(name, "champion", str(bad))
+
+    code, result, stderr = train(data["small"], mlflow_server, "--model-name", name)
+    assert code == 0, stderr
+    assert not marker.exists(), "the gate deserialized a pickle"
+    assert f"champion {name} v{bad}" in stderr and "pickle" in stderr
+    assert result["gate"]["champion_version"] is None  # floors only
+    assert result["promoted"] is True

@@ -8,14 +8,14 @@ import pytest
 import yaml
 from kfp import components
 
-from churnops.pipeline import COMPILED, HEADER, compile_spec, repo_root
+from churnops.training.runner import HEADER, compile_spec, packaged_spec, retarget
 
 MLFLOW_STEPS = ("open-run", "ingest-validate", "register-gate", "deploy-canary")
 
 
 @pytest.fixture(scope="module")
 def committed() -> Path:
-    return repo_root() / COMPILED
+    return packaged_spec()
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,35 @@ def test_compiled_spec_is_current(committed, tmp_path):
     fresh = compile_spec(tmp_path / "spec.yaml")
     assert committed.read_text().startswith(HEADER)
     assert fresh.read_text() == committed.read_text(), "stale: run `make pipelines` and commit"
+
+
+def test_pipelines_folder_links_the_packaged_spec(committed):
+    link = Path(__file__).resolve().parents[2] / "pipelines" / "churn_training.yaml"
+    assert link.is_symlink() and link.resolve() == committed.resolve()
+
+
+def test_steps_do_not_pip_install_at_run_time(docs):
+    spec, _ = docs
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        command = " ".join(executor["container"]["command"])
+        assert "pip install" not in command, name
+        assert "kfp.dsl.executor_main" in command, name
+
+
+def test_images_follow_the_package_version_and_can_be_retargeted(docs, committed, tmp_path):
+    from churnops import __version__
+
+    spec, _ = docs
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {f"churnops/components:{__version__}"}
+    moved = retarget(committed.read_text(), "registry.example.com:5000/team")
+    spec2, _ = yaml.safe_load_all(moved)
+    images2 = {e["container"]["image"] for e in spec2["deploymentSpec"]["executors"].values()}
+    assert images2 == {f"registry.example.com:5000/team/churnops/components:{__version__}"}
+    # A prefix already there is replaced, not stacked.
+    assert retarget(moved, "ghcr.io/acme") == retarget(committed.read_text(), "ghcr.io/acme")
+    compiled = compile_spec(tmp_path / "r.yaml", image_registry="ghcr.io/acme")
+    assert compiled.read_text() == retarget(committed.read_text(), "ghcr.io/acme")
 
 
 def test_kfp_loads_the_spec(committed):
@@ -110,3 +139,37 @@ def test_mlflow_endpoint_and_credentials_come_from_the_cluster(docs):
         ]
         [secret] = config["secretAsEnv"]
         assert secret["secretName"] == "churnops-mlflow-auth" and secret["optional"] is True
+
+
+def test_image_tag_package_version_and_chart_app_version_agree():
+    from churnops import __version__
+
+    root = Path(__file__).resolve().parents[2]
+    chart = yaml.safe_load((root / "charts" / "churnops" / "Chart.yaml").read_text())
+    from importlib.metadata import version
+
+    assert chart["appVersion"] == __version__ == version("churnops")
+
+
+def test_pipeline_parameter_defaults_are_the_config_dataclasses(committed):
+    from churnops.model.train import TrainConfig
+    from churnops.registry import GateConfig
+    from churnops.rollout.analysis import AnalysisConfig
+
+    inputs = components.load_component_from_file(str(committed)).component_spec.inputs
+    default = {name: spec.default for name, spec in inputs.items()}
+    train, gate, canary = TrainConfig(), GateConfig(), AnalysisConfig()
+    assert default["candidates"] == list(train.candidates)
+    assert (default["seed"], default["test_size"], default["search_rows"]) == (
+        train.seed,
+        train.test_size,
+        train.search_rows,
+    )
+    assert (default["min_roc_auc"], default["min_f1"], default["tolerance"]) == (
+        gate.min_roc_auc,
+        gate.min_f1,
+        gate.tolerance,
+    )
+    assert default["canary_steps"] == list(canary.steps)
+    assert default["canary_percent"] == canary.steps[0]
+    assert default["canary_interval_seconds"] == canary.interval_seconds

@@ -359,8 +359,13 @@ def load(
     config: ValidationConfig = ValidationConfig(),
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     show_progress: bool = False,
+    check: bool = True,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Read, validate and type the table at ``uri``.
+
+    Args:
+        check: Raise on contract violations. With False the (partly typed) frame and the
+            failing report come back, for callers that log the report before stopping.
 
     Returns:
         The typed frame (categories as pandas categoricals over the contract's values,
@@ -374,9 +379,9 @@ def load(
     report, frame = _run(
         iter_raw(uri, chunk_rows=chunk_rows), str(uri), config, keep=True, progress=progress
     )
-    report.raise_for_violations()
-    assert frame is not None
-    return frame, report
+    if check:
+        report.raise_for_violations()
+    return (frame if frame is not None else pd.DataFrame()), report
 
 
 def validate_frame(

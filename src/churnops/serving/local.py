@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from churnops import localstack
+from churnops import processes
 
 
 def start_model_server(
@@ -21,7 +21,7 @@ def start_model_server(
     wait_ready: bool = True,
     timeout: float = 120.0,
     env: dict[str, str] | None = None,
-) -> localstack.Process:
+) -> processes.Process:
     """Start ``churnops serve`` on ``127.0.0.1:port`` and wait for it.
 
     Args:
@@ -35,7 +35,7 @@ def start_model_server(
     Raises:
         RuntimeError: It exited or did not get healthy within ``timeout`` (log attached).
     """
-    port = port or localstack.free_port()
+    port = port or processes.free_port()
     argv = [
         sys.executable,
         "-m",
@@ -57,7 +57,7 @@ def start_model_server(
     if max_batch_rows:
         argv += ["--max-batch-rows", str(max_batch_rows)]
     health = "/v2/health/ready" if wait_ready else "/v2/health/live"
-    proc = localstack.start(
+    proc = processes.start(
         "model-server",
         argv,
         url=f"http://127.0.0.1:{port}",

@@ -12,17 +12,14 @@ load) or keeps the previous version (reload).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,61 +156,41 @@ def self_check_columns(example: Any = None, *, rows: int = 200, seed: int = 0) -
 def load_version(
     source: Source, *, model_name: str, download_dir: str | None = None
 ) -> LoadedModel:
-    """Download, load, compile and self-check one model version.
+    """Download, load (``churnops.model.serialize.load_model_uri``: skops with churnops'
+    own trusted types, never pickle), compile and self-check one model version.
 
     Raises:
-        ModelLoadError: Anything on the way fails (the message says what).
+        ModelLoadError: Anything on the way fails (the message says what);
+            ``serialize.UnsafeModel`` when the artifact asks for pickle or untrusted types.
     """
-    import mlflow.sklearn
-    from mlflow.models import Model as MlflowModel
+    from churnops.model.serialize import load_model_uri
 
-    root = Path(download_dir or tempfile.gettempdir()) / "churnops-models"
-    root.mkdir(parents=True, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix="download-", dir=root)
     started = time.perf_counter()
     try:
-        local = Path(source.uri)
-        if not local.is_dir():
-            import mlflow.artifacts
-
-            local = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=source.uri, dst_path=workdir)
-            )
-        meta = MlflowModel.load(str(local / "MLmodel"))
-        if "sklearn" not in meta.flavors:
-            raise ModelLoadError(
-                f"{source.uri} has no sklearn flavor (flavors: {sorted(meta.flavors)})"
-            )
-        model = mlflow.sklearn.load_model(str(local))
-        example = None
-        try:
-            example = meta.load_input_example(str(local))
-        except Exception as err:  # an example is a bonus for the self-check, not required
-            logger.info("model %s: no input example (%s)", source.version, err)
-        profile = None
-        profile_path = local / "extra_files" / PROFILE_FILE
-        if profile_path.is_file():
-            profile = json.loads(profile_path.read_text())
-        else:
+        artifact = load_model_uri(source.uri, download_dir=download_dir)
+        model = artifact.model
+        if artifact.input_example is None:
+            logger.info("model %s: no input example for the self-check", source.version)
+        if artifact.profile is None:
             logger.warning(
                 "model %s: no %s; feature drift is not reported", source.version, PROFILE_FILE
             )
-        scorer, diff = _checked_scorer(model, self_check_columns(example), source.version)
+        scorer, diff = _checked_scorer(
+            model, self_check_columns(artifact.input_example), source.version
+        )
         loaded = LoadedModel(
             source=source,
-            run_id=meta.run_id or "",
+            run_id=artifact.run_id,
             scorer=scorer,
-            threshold=threshold_of(model, float((meta.metadata or {}).get("threshold", 0.5))),
-            window=metrics.DriftWindow(profile),
+            threshold=threshold_of(model, float(artifact.metadata.get("threshold", 0.5))),
+            window=metrics.DriftWindow(artifact.profile),
             metrics=metrics.RequestMetrics(model_name, source.version),
             check_diff=diff,
         )
-    except ModelLoadError:
-        raise
+    except ModelLoadError as err:
+        raise type(err)(f"cannot load {source.uri}: {err}") from err
     except Exception as err:
         raise ModelLoadError(f"cannot load {source.uri}: {type(err).__name__}: {err}") from err
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     logger.info(
         "model %s (%s) loaded in %.1fs: scorer %s, threshold %.4f, self-check max |diff| %.2g",
         source.version,
@@ -384,6 +361,15 @@ class ChurnModel(Model):
 
         self._thread = threading.Thread(target=loop, name="churnops-reload", daemon=True)
         self._thread.start()
+
+    def can_come_back(self) -> bool:
+        """Whether this model serves now or may still (liveness): ready, or not stopped and
+        with a poller that keeps retrying the load."""
+        if self.ready:
+            return True
+        if self._stopping.is_set():
+            return False
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         self._stopping.set()

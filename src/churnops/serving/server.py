@@ -310,8 +310,24 @@ class InferenceRoutes:
             response = self._error(err)
         return self._finish("v2", started, version, response)
 
+    async def repository_closed(self, request: Any) -> Any:
+        """KServe's model repository endpoints (load/unload), closed: whoever could reach
+        the port could unload the model. The model comes from ``--model-uri`` (and its
+        alias polling) only."""
+        from starlette.responses import Response
+
+        body = {
+            "error": "the model repository endpoints are disabled: the served model comes "
+            "from --model-uri (CHURNOPS_MODEL_URI) and its alias only",
+            "field": errors.REQUEST_FIELD,
+            "row": None,
+        }
+        return Response(orjson.dumps(body), status_code=403, media_type="application/json")
+
     def install(self, app: Any) -> None:
         """Register the routes on KServe's app before KServe adds its own (first match wins)."""
+        for path in ("/v2/repository/{rest:path}", "/v1/repository/{rest:path}"):
+            app.add_route(path, self.repository_closed, methods=["GET", "POST", "PUT", "DELETE"])
         app.add_route("/v1/models/{model_name}:predict", self.v1_predict, methods=["POST"])
         app.add_route("/v2/models/{model_name}/infer", self.v2_infer, methods=["POST"])
         app.add_route(
@@ -325,11 +341,28 @@ def _dataplane_class() -> type:
     from kserve.protocol.dataplane import DataPlane
 
     class ChurnDataPlane(DataPlane):
-        """Server readiness = every registered model is ready (KServe answers True)."""
+        """Server readiness = every registered model is ready (KServe answers True).
+        Liveness = the churn model is registered and serves or can still come back (its
+        poller is retrying); otherwise 503, so Kubernetes restarts the pod."""
+
+        churn_model: ChurnModel | None = None
 
         async def ready(self) -> bool:
             models = self.model_registry.get_models()
             return bool(models) and all([await m.healthy() for m in models.values()])
+
+        async def live(self) -> dict[str, str]:
+            from kserve.errors import ServerNotLive
+
+            model = self.churn_model
+            if model is not None and (
+                model.name not in self.model_registry.get_models() or not model.can_come_back()
+            ):
+                raise ServerNotLive(
+                    f"model {model.name} is not loaded and cannot come back: "
+                    f"{model.last_error or 'stopped'}"
+                )
+            return {"status": "alive"}
 
     return ChurnDataPlane
 
@@ -374,6 +407,7 @@ def serve(
     gc.collect()
     gc.freeze()
     server.dataplane = _dataplane_class()(model_registry=server.registered_models)
+    server.dataplane.churn_model = model
     server.register_model(model)
     InferenceRoutes(server.dataplane, model, Chaos.from_env()).install(model_server.app)
     model.start_polling()

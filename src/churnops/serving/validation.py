@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Literal
@@ -389,8 +389,3 @@ def _to_float(col: Any) -> Any:
     import pandas as pd
 
     return pd.to_numeric(col, errors="coerce").astype("float64")
-
-
-def records_to_columns(records: Sequence[Mapping[str, Any]]) -> dict[str, list]:
-    """Records → column lists (helper for building V2 requests in clients and tests)."""
-    return {name: [r.get(name) for r in records] for name in contract.FEATURE_NAMES}

@@ -1,4 +1,4 @@
-"""The churn training pipeline (KFP v2).
+"""The churn training pipeline (KFP v2): the DAG over ``churnops.training.components``.
 
 open MLflow run → ingest + validate → split → train candidates in parallel
 (ParallelFor + Collected) → evaluate + select → register + gate → canary deploy (only
@@ -9,18 +9,23 @@ state on the MLflow run and removes half-registered versions.
 credentials from the ``churnops-mlflow`` ConfigMap and ``churnops-mlflow-auth`` Secret
 via kfp-kubernetes). ``build(cluster=False)`` is the same DAG for ``kfp.local``, which
 cannot run exit handlers yet: there ``churnops pipeline run --local`` calls the same
-finalize step itself when the run ends.
+finalize step itself when the run ends. Parameter defaults are the frozen config
+dataclasses' (``TrainConfig``, ``GateConfig``, ``AnalysisConfig``).
 """
 
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Input, Model
 
-from components import steps as c
+from churnops.model.train import TrainConfig
+from churnops.registry import GateConfig
+from churnops.rollout.analysis import AnalysisConfig
+from churnops.training import components as c
+
+_TRAIN, _GATE, _CANARY = TrainConfig(), GateConfig(), AnalysisConfig()
 
 PIPELINE_NAME = "churn-training"
 CONFIG_MAP = "churnops-mlflow"
 SECRET = "churnops-mlflow-auth"
-DEFAULT_CANDIDATES = ["logreg", "random_forest", "xgboost"]
 
 
 def _mlflow_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -92,8 +97,9 @@ def train_candidates_local(
     return dsl.Collected(_train(train, candidates, seed, search_rows).outputs["Output"])
 
 
-def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
-    """The pipeline function, for a cluster (exit handler, kfp-kubernetes wiring) or kfp.local."""
+def build(*, cluster: bool = True, local_deploy: bool = False):  # type: ignore[no-untyped-def]
+    """The pipeline function, for a cluster (exit handler, kfp-kubernetes wiring) or kfp.local
+    (``local_deploy``: include the deploy task, for ``--deploy local``)."""
 
     def body(
         data_uri: str,
@@ -185,11 +191,12 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         )
         _resources(registered, "500m", "1Gi", "2", "4Gi")
 
-        with dsl.If(registered.outputs["promoted"] == True, name="gate-promoted"):  # noqa: E712 - KFP expression
+        def deploy() -> None:
             deployed = _registry_step(
                 c.deploy_canary(
                     model_name=model_name,
                     version=registered.outputs["version"],
+                    promoted=registered.outputs["promoted"],
                     tracking_uri=tracking_uri,
                     target=deploy_target,
                     namespace=namespace,
@@ -206,24 +213,32 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
             if cluster:
                 kubernetes.set_image_pull_policy(deployed, "IfNotPresent")
 
+        if cluster:
+            with dsl.If(registered.outputs["promoted"] == True, name="gate-promoted"):  # noqa: E712 - KFP expression
+                deploy()
+        elif local_deploy:
+            # kfp.local cannot resolve a dsl.If on a task output (the branch is skipped
+            # silently): locally the deploy task runs and skips itself unless promoted.
+            deploy()
+
     def pipeline(
         data_uri: str,
         tracking_uri: str = "",
         model_name: str = "churn",
-        experiment: str = "churn-pipeline",
-        candidates: list = DEFAULT_CANDIDATES,
-        seed: int = 42,
-        test_size: float = 0.2,
-        search_rows: int = 50_000,
-        min_roc_auc: float = 0.75,
-        min_f1: float = 0.5,
-        tolerance: float = 0.005,
+        experiment: str = "",
+        candidates: list = list(_TRAIN.candidates),  # noqa: B006 - a KFP default, never mutated
+        seed: int = _TRAIN.seed,
+        test_size: float = _TRAIN.test_size,
+        search_rows: int = _TRAIN.search_rows,
+        min_roc_auc: float = _GATE.min_roc_auc,
+        min_f1: float = _GATE.min_f1,
+        tolerance: float = _GATE.tolerance,
         deploy_target: str = "kserve",
         namespace: str = "churnops",
         inference_service: str = "churn",
-        canary_percent: int = 10,
-        canary_steps: list = [10, 25, 50, 100],  # noqa: B006 - a KFP default, never mutated
-        canary_interval_seconds: int = 120,
+        canary_percent: int = _CANARY.steps[0],
+        canary_steps: list = list(_CANARY.steps),  # noqa: B006 - a KFP default, never mutated
+        canary_interval_seconds: int = int(_CANARY.interval_seconds),
         prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090",
         local_port: int = 0,
         run_key: str = "",
@@ -249,6 +264,3 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         "and roll it out to the KServe InferenceService as a metric-gated canary."
     )
     return dsl.pipeline(name=PIPELINE_NAME, description=pipeline.__doc__)(pipeline)
-
-
-churn_training = build(cluster=True)

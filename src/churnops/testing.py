@@ -1,17 +1,26 @@
-"""A ``ServingTarget`` made of two local model-server processes, and a traffic generator.
+"""Helpers for tests and benchmarks (and the sample traffic of ``churnops demo``); no
+other library module imports this one.
 
-Stands in for the InferenceService where no cluster runs (tests, benchmarks): the
-canary share lives in memory and the traffic generator routes requests by it, the way
-Knative's router splits traffic between revisions.
+- ``sample_records`` / ``records_to_columns``: generated customers as JSON request
+  records (V1 instances) or V2 columns;
+- ``LocalTarget`` + ``Traffic``: a ``ServingTarget`` made of two local model-server
+  processes and a traffic generator, standing in for the InferenceService where no
+  cluster runs (the canary share lives in memory and the generator routes requests by
+  it, the way Knative's router splits traffic between revisions);
+- ``REHEARSAL`` + ``rehearsal_versions``: fast canary settings and three registered
+  versions to rehearse rollouts with.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,16 +120,26 @@ class Traffic:
             thread.join(10)
 
 
-def sample_records(rows: int = 500, seed: int = 77) -> list[dict]:
-    """Synthetic request records (no label; NaN → None, i.e. JSON null)."""
+def sample_records(rows: int = 500, *, seed: int = 77, drift: float = 0.0) -> list[dict]:
+    """Generated customers as JSON-ready request records: no label, plain Python values,
+    missing numbers (``TotalCharges``) as None (JSON null)."""
     from churnops.data import contract
     from churnops.data.generate import GeneratorConfig, generate
 
-    frame = generate(GeneratorConfig(rows=rows, seed=seed)).drop(columns=[contract.LABEL.name])
-    return [
-        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-        for r in frame.to_dict(orient="records")
-    ]
+    frame = generate(GeneratorConfig(rows=rows, seed=seed, drift=drift))
+    records = frame.drop(columns=[contract.LABEL.name]).to_dict(orient="records")
+    for record in records:
+        for key, value in record.items():
+            value = value.item() if hasattr(value, "item") else value
+            record[key] = None if isinstance(value, float) and math.isnan(value) else value
+    return records
+
+
+def records_to_columns(records: Sequence[Mapping[str, Any]]) -> dict[str, list]:
+    """Records → one list per contract feature (the columns of a V2 request)."""
+    from churnops.data import contract
+
+    return {name: [r.get(name) for r in records] for name in contract.FEATURE_NAMES}
 
 
 REHEARSAL = AnalysisConfig(
@@ -142,7 +161,7 @@ def rehearsal_versions(
     from churnops import registry
     from churnops.data.generate import GeneratorConfig, generate, write
     from churnops.model.train import TrainConfig
-    from churnops.workflow import run_training
+    from churnops.training.flow import run_training
 
     config = TrainConfig(candidates=("logreg",), search_folds=2, threshold_folds=3)
     paths = {

@@ -1,26 +1,31 @@
-"""KFP v2 components: one per pipeline step, each a thin wrapper over ``churnops.steps``.
+"""KFP v2 components: one per pipeline task, each a thin wrapper over a stage function.
 
-Lightweight Python components (``@dsl.component``) with ``base_image`` set to the
-project's own image: on a cluster each step runs in ``churnops/components`` (built by
-components/Dockerfile, churnops preinstalled, so nothing is pip-installed at run time);
-under ``kfp.local.SubprocessRunner`` the same function runs in the local environment,
-which also has churnops installed. See components/README.md for why not
-``target_image`` or container components.
+Lightweight Python components with ``base_image`` set to the project's own image
+(``churnops/components:<version>``, built by components/Dockerfile with churnops and kfp
+preinstalled): ``install_kfp_package=False``, so no task pip-installs anything at run
+time, on a cluster or under kfp.local. Under ``kfp.local.SubprocessRunner`` the same
+functions run in the current environment, which has churnops installed. See
+components/README.md for why not ``target_image`` or container components.
 
 Component bodies import inside the function: KFP ships the function's source, not
 this module.
 """
 
-import os
+from functools import partial
 from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
-IMAGE = os.environ.get("CHURNOPS_COMPONENT_IMAGE", "churnops/components:0.1.0")
+from churnops import __version__
+
+IMAGE_NAME = "churnops/components"
+IMAGE = f"{IMAGE_NAME}:{__version__}"
+
+component = partial(dsl.component, base_image=IMAGE, install_kfp_package=False)
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def open_run(
     tracking_uri: str,
     experiment: str,
@@ -33,9 +38,9 @@ def open_run(
     """Open the MLflow run that this pipeline run logs into; return its id."""
     import os
 
-    from churnops import steps
+    from churnops.training.runs import open_run
 
-    return steps.open_run(
+    return open_run(
         tracking_uri=tracking_uri or os.environ["MLFLOW_TRACKING_URI"],
         experiment=experiment,
         model_name=model_name,
@@ -44,7 +49,7 @@ def open_run(
     )
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def ingest_validate(
     data_uri: str,
     tracking_uri: str,
@@ -57,11 +62,11 @@ def ingest_validate(
     import os
     from collections import namedtuple
 
-    from churnops import steps
     from churnops.errors import ContractViolation
+    from churnops.training.ingest import ingest_to_file
 
     try:
-        result = steps.ingest(
+        result = ingest_to_file(
             data_uri=data_uri,
             dataset_path=dataset.path,
             run_id=run_id,
@@ -81,7 +86,7 @@ def ingest_validate(
     return namedtuple("Ingested", ["digest", "label_rate"])(result["digest"], result["label_rate"])
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def split_data(
     dataset: Input[Dataset],
     test_size: float,
@@ -90,9 +95,9 @@ def split_data(
     test: Output[Dataset],
 ):
     """Stratified, seeded train/test split."""
-    from churnops import steps
+    from churnops.training.ingest import split_files
 
-    rows = steps.split_data(
+    rows = split_files(
         dataset_path=dataset.path,
         train_path=train.path,
         test_path=test.path,
@@ -102,7 +107,7 @@ def split_data(
     train.metadata["rows"], test.metadata["rows"] = rows["train_rows"], rows["test_rows"]
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def train_candidate(
     train: Input[Dataset],
     candidate: str,
@@ -118,10 +123,10 @@ def train_candidate(
     """
     import json
 
-    from churnops import steps
     from churnops.model.train import TrainConfig
+    from churnops.training.fit import train_to_file
 
-    meta = steps.train(
+    meta = train_to_file(
         train_path=train.path,
         candidate=candidate,
         model_path=model.path,
@@ -133,7 +138,7 @@ def train_candidate(
     return json.dumps({"path": model.path, "meta": meta})
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def evaluate_select(
     models: Input[list[Model]],
     test: Input[Dataset],
@@ -149,9 +154,9 @@ def evaluate_select(
     """Evaluate every candidate on the test split, pick the winner, publish its evidence."""
     import json
 
-    from churnops import steps
+    from churnops.training.selection import evaluate_select_files
 
-    meta = steps.evaluate_select(
+    meta = evaluate_select_files(
         candidates=[(m.path, dict(m.metadata)) for m in models],
         test_path=test.path,
         winner_path=winner.path,
@@ -167,7 +172,7 @@ def evaluate_select(
     return json.dumps(meta)
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def evaluate_select_local(
     models: list,
     test: Input[Dataset],
@@ -184,10 +189,10 @@ def evaluate_select_local(
     candidates arrive as the (path, metadata) JSON their train tasks returned."""
     import json
 
-    from churnops import steps
+    from churnops.training.selection import evaluate_select_files
 
     entries = [json.loads(m) for m in models]
-    meta = steps.evaluate_select(
+    meta = evaluate_select_files(
         candidates=[(e["path"], e["meta"]) for e in entries],
         test_path=test.path,
         winner_path=winner.path,
@@ -203,7 +208,7 @@ def evaluate_select_local(
     return json.dumps(meta)
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def register_gate(
     winner: Input[Model],
     train: Input[Dataset],
@@ -224,12 +229,12 @@ def register_gate(
     import os
     from collections import namedtuple
 
-    from churnops import steps
     from churnops.registry import GateConfig
+    from churnops.training.publish import register_files
 
     meta = json.loads(selection)
     comparison = meta.pop("comparison")
-    summary = steps.register(
+    summary = register_files(
         winner_path=winner.path,
         winner_meta=meta,
         comparison=comparison,
@@ -249,10 +254,11 @@ def register_gate(
     )
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def deploy_canary(
     model_name: str,
     version: str,
+    promoted: bool,
     tracking_uri: str,
     target: str,
     namespace: str,
@@ -270,6 +276,8 @@ def deploy_canary(
 
     from churnops.rollout import deploy
 
+    if not promoted:  # only reached under kfp.local, where dsl.If cannot gate this task
+        return json.dumps({"outcome": "skipped", "version": version, "reason": "not promoted"})
     result = deploy.start(
         model_name=model_name,
         version=version,
@@ -287,7 +295,7 @@ def deploy_canary(
     return json.dumps(result, default=str)
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def finalize_run(
     tracking_uri: str,
     run_key: str,
@@ -299,9 +307,9 @@ def finalize_run(
     import json
     import os
 
-    from churnops import steps
+    from churnops.training.runs import finalize
 
-    result = steps.finalize(
+    result = finalize(
         tracking_uri=tracking_uri or os.environ["MLFLOW_TRACKING_URI"],
         run_key=run_key or job_id,
         state=status.state,

@@ -1,1 +1,0 @@
-"""KFP components of the churn training pipeline (see components/README.md)."""

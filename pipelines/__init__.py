@@ -1,1 +1,0 @@
-"""KFP pipeline definitions; compiled specs live in pipelines/compiled/."""

@@ -1,0 +1,195 @@
+"""``churnops pipeline`` (compile, run --local, submit) and ``churnops alerts serve``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from churnops.errors import UsageError
+
+DEFAULT_SPEC_OUT = "churn_training.yaml"
+IMAGE_REGISTRY_ENV = "CHURNOPS_IMAGE_REGISTRY"
+
+
+def _compile(args: argparse.Namespace) -> dict[str, Any]:
+    from churnops.training.runner import compile_spec
+
+    path = compile_spec(args.out, image_registry=args.image_registry)
+    return {"path": str(path.resolve())}
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.params:
+        try:
+            params = json.loads(args.params)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"--params is not valid JSON: {err}") from None
+        if not isinstance(params, dict):
+            raise UsageError("--params must be a JSON object of pipeline parameters")
+    if args.candidates:
+        params["candidates"] = args.candidates.split(",")
+    return params
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    from churnops.training.runner import run_local
+
+    return run_local(
+        data_uri=args.data,
+        tracking_uri=args.tracking_uri,
+        model_name=args.model_name,
+        experiment=args.experiment,
+        pipeline_root=args.pipeline_root,
+        deploy_target=args.deploy,
+        local_port=args.port,
+        **_params(args),
+    )
+
+
+def _submit(args: argparse.Namespace) -> dict[str, Any]:
+    from churnops.training.runner import submit
+
+    params = _params(args)
+    if args.data:
+        params["data_uri"] = args.data
+    return submit(
+        host=args.host,
+        package=args.package,
+        experiment=args.experiment,
+        params=params,
+        schedule=args.schedule,
+        namespace=args.namespace,
+        image_registry=args.image_registry,
+    )
+
+
+def _image_registry(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image-registry",
+        default=os.environ.get(IMAGE_REGISTRY_ENV) or None,
+        help="pull the component images from this registry, e.g. registry.example.com/team "
+        f"(default: ${IMAGE_REGISTRY_ENV}, else the spec's churnops/components:<version>)",
+    )
+
+
+def register(sub: Any) -> None:
+    pipeline = sub.add_parser("pipeline", help="the KFP training pipeline")
+    actions = pipeline.add_subparsers(dest="action", required=True)
+    comp = actions.add_parser("compile", help="compile the pipeline spec (KFP IR YAML)")
+    comp.add_argument(
+        "--out",
+        default=DEFAULT_SPEC_OUT,
+        help="output path (default: %(default)s; `make pipelines` writes the packaged spec)",
+    )
+    _image_registry(comp)
+    comp.set_defaults(handler=_compile)
+
+    run = actions.add_parser("run", help="run the pipeline with kfp.local against an MLflow server")
+    run.add_argument(
+        "--local", action="store_true", required=True, help="run here with kfp.local (required)"
+    )
+    run.add_argument("--data", required=True, help="data URI (CSV or Parquet)")
+    run.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+        help="MLflow tracking server (default: $MLFLOW_TRACKING_URI or %(default)s)",
+    )
+    run.add_argument(
+        "--model-name", default="churn", help="registered model (default: %(default)s)"
+    )
+    run.add_argument("--experiment", default="", help="MLflow experiment (default: the model name)")
+    run.add_argument("--candidates", help="comma-separated candidate names")
+    run.add_argument(
+        "--pipeline-root",
+        default=".churnops/kfp",
+        help="where kfp.local writes outputs and step logs (default: %(default)s)",
+    )
+    run.add_argument(
+        "--deploy",
+        choices=["none", "local"],
+        default="none",
+        help="after a promotion: serve the new champion from a local model server "
+        "(default: %(default)s)",
+    )
+    run.add_argument(
+        "--port", type=int, default=0, help="local model server port (0: any free port)"
+    )
+    run.add_argument("--params", help="JSON object of further pipeline parameters")
+    run.set_defaults(handler=_run)
+
+    sub_ = actions.add_parser("submit", help="upload to a KFP server and start a run or a schedule")
+    sub_.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+    sub_.add_argument("--package", help="compiled spec (default: the one shipped with churnops)")
+    sub_.add_argument("--experiment", default="churn", help="KFP experiment (default: %(default)s)")
+    sub_.add_argument("--data", help="data_uri parameter")
+    sub_.add_argument("--candidates", help="comma-separated candidate names")
+    sub_.add_argument("--params", help="JSON object of further pipeline parameters")
+    sub_.add_argument(
+        "--schedule", help="cron expression (6 fields, with seconds) for a recurring run"
+    )
+    sub_.add_argument("--namespace", help="KFP namespace (multi-user installs)")
+    _image_registry(sub_)
+    sub_.set_defaults(handler=_submit)
+    _register_alerts(sub)
+
+
+def _alerts_serve(args: argparse.Namespace) -> None:
+    from churnops.monitoring.alerts import RetrainTrigger, make_server
+    from churnops.training.runner import submit
+
+    params = _params(args)
+    if args.data:
+        params["data_uri"] = args.data
+
+    def start_run(context: dict[str, Any]) -> dict[str, Any]:
+        return submit(
+            host=args.kfp_host,
+            package=args.package,
+            experiment=args.experiment,
+            params=params,
+            image_registry=args.image_registry,
+        )
+
+    server = make_server(RetrainTrigger(start_run, cooldown_seconds=args.cooldown), port=args.port)
+    print(f"alerts: listening on :{args.port}/alerts", flush=True)
+    server.serve_forever()
+
+
+def _register_alerts(sub: Any) -> None:
+    alerts = sub.add_parser(
+        "alerts", help="Alertmanager webhook receiver for drift-triggered retraining"
+    )
+    actions = alerts.add_subparsers(dest="action", required=True)
+    serve = actions.add_parser(
+        "serve", help="POST /alerts: firing action=retrain alerts start a pipeline run"
+    )
+    serve.add_argument("--port", type=int, default=9095, help="listen port (default: %(default)s)")
+    serve.add_argument(
+        "--kfp-host",
+        default=os.environ.get("KFP_HOST", "http://ml-pipeline.kubeflow.svc:8888"),
+        help="KFP API endpoint (default: $KFP_HOST or %(default)s)",
+    )
+    serve.add_argument(
+        "--package",
+        default=os.environ.get("CHURNOPS_PIPELINE_PACKAGE"),
+        help="compiled pipeline spec (default: $CHURNOPS_PIPELINE_PACKAGE, else the packaged one)",
+    )
+    serve.add_argument(
+        "--experiment", default="retraining", help="KFP experiment (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--data", default=os.environ.get("CHURNOPS_DATA_URI"), help="data_uri parameter of the run"
+    )
+    serve.add_argument("--candidates", help="comma-separated candidate names")
+    serve.add_argument("--params", help="JSON object of further pipeline parameters")
+    serve.add_argument(
+        "--cooldown",
+        type=float,
+        default=6 * 3600,
+        help="seconds between triggered runs (default: %(default)s)",
+    )
+    _image_registry(serve)
+    serve.set_defaults(handler=_alerts_serve)

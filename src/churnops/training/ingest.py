@@ -1,0 +1,109 @@
+"""Stage 1: read and validate the customer table; stage 2: the seeded stratified split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from churnops import registry, tracking
+from churnops.data import ValidationConfig, ValidationReport, load
+from churnops.model.train import split
+
+
+@dataclass(frozen=True)
+class Ingested:
+    frame: pd.DataFrame
+    report: ValidationReport
+    digest: str
+
+
+def ingest(data_uri: str, *, config: ValidationConfig = ValidationConfig()) -> Ingested:
+    """Read and validate; the report is returned even when it fails (callers log it).
+
+    Raises:
+        DataSourceError: The data cannot be read.
+    """
+    digest = tracking.content_digest(data_uri)
+    frame, report = load(data_uri, config=config, show_progress=True, check=False)
+    return Ingested(frame, report, digest)
+
+
+def log_validation(report: ValidationReport, run_id: str) -> None:
+    """Attach the validation report (Markdown + JSON) to MLflow run ``run_id``."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.log_text(run_id, report.to_markdown(), "validation/report.md")
+    client.log_text(run_id, report.to_json(), "validation/report.json")
+    client.set_tag(run_id, "validation", "passed" if report.ok else "failed")
+
+
+def log_dataset(run_id: str, data: Ingested, data_uri: str) -> None:
+    """The training table as the run's MLflow dataset input (source, digest, schema)."""
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+
+    from churnops.data import contract
+
+    dataset = from_pandas(
+        data.frame.head(0),
+        source=data_uri,
+        targets=contract.LABEL.name,
+        name=Path(data_uri).name,
+        digest=data.digest[:32],
+    )
+    MlflowClient().log_inputs(
+        run_id,
+        datasets=[
+            DatasetInput(
+                dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")]
+            )
+        ],
+    )
+
+
+def ingest_to_file(
+    *,
+    data_uri: str,
+    dataset_path: str,
+    tracking_uri: str,
+    run_id: str,
+    config: ValidationConfig = ValidationConfig(),
+) -> dict[str, Any]:
+    """Pipeline step: read + validate; write the typed table as Parquet. The report goes
+    to MLflow either way.
+
+    Raises:
+        ContractViolation: After the report is logged, so the failed run shows why.
+    """
+    data = ingest(data_uri, config=config)
+    tracking.connect(tracking_uri)
+    registry.retry(lambda: log_validation(data.report, run_id), what="log validation report")
+    result = {
+        "rows": data.report.rows,
+        "label_rate": data.report.label_rate,
+        "digest": data.digest,
+        "ok": data.report.ok,
+        "violations": len(data.report.violations),
+        "warnings": len(data.report.warnings),
+        "markdown": data.report.to_markdown(),
+    }
+    data.report.raise_for_violations()
+    registry.retry(lambda: log_dataset(run_id, data, data_uri), what="log dataset")
+    data.frame.to_parquet(dataset_path, index=False)
+    return result
+
+
+def split_files(
+    *, dataset_path: str, train_path: str, test_path: str, test_size: float, seed: int
+) -> dict[str, int]:
+    """Pipeline step: the stratified, seeded train/test split of a Parquet table."""
+    parts = split(pd.read_parquet(dataset_path), test_size=test_size, seed=seed)
+    parts.train.to_parquet(train_path, index=False)
+    parts.test.to_parquet(test_path, index=False)
+    return {"train_rows": len(parts.train), "test_rows": len(parts.test)}

@@ -1,0 +1,196 @@
+"""The registry under concurrency and faults, against real ``mlflow server`` processes:
+racing promotions never lose an update, a crash leaves nothing half-registered, and an
+MLflow restart in the middle of publishing is outlived."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from churnops import processes
+from churnops.data.generate import GeneratorConfig, write
+
+# Minutes of real training in separate processes; a loaded machine needs the headroom.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
+
+
+def _versions(client: MlflowClient, name: str, count: int) -> list[str]:
+    """``count`` READY versions of ``name``, each from its own run (cheap: a text file)."""
+    client.create_registered_model(name)
+    experiment = client.create_experiment(f"{name}-runs")
+    out = []
+    for i in range(count):
+        run = client.create_run(experiment)
+        client.log_text(run.info.run_id, f"model {i}", "model/MLmodel")
+        mv = client.create_model_version(
+            name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+        )
+        client.set_terminated(run.info.run_id)
+        out.append(str(mv.version))
+    return out
+
+
+RACER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from churnops import registry, tracking
+    tracking_uri, name, barrier, versions = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4:]
+    tracking.connect(tracking_uri)
+    for round_, version in enumerate(versions):
+        (barrier / f"ready-{round_}-{version}").touch()
+        while not (barrier / f"go-{round_}").exists():
+            time.sleep(0.01)
+        print(json.dumps({"version": version, "aliases": registry.promote(name, version)}), flush=True)
+    """
+)
+
+
+def test_racing_promotions_keep_a_consistent_alias_history(mlflow_server, tmp_path):
+    client = MlflowClient(mlflow_server, mlflow_server)
+    racers, rounds = 4, 3
+    versions = _versions(client, "race", 1 + racers * rounds)
+    client.set_registered_model_alias("race", "champion", versions[0])
+    mine = [versions[1 + i * rounds : 1 + (i + 1) * rounds] for i in range(racers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, mlflow_server, "race", str(tmp_path), *vs],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for vs in mine
+    ]
+    champion = versions[0]
+    for round_ in range(rounds):
+        expected = {f"ready-{round_}-{vs[round_]}" for vs in mine}
+        deadline = time.monotonic() + 600
+        while not expected <= {p.name for p in tmp_path.iterdir()}:
+            assert time.monotonic() < deadline, "racers did not get ready"
+            assert all(p.poll() is None for p in procs), "a racer died"
+            time.sleep(0.05)
+        (tmp_path / f"go-{round_}").touch()
+        # Every racer's line of this round: its version became champion replacing another.
+        results = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
+        promoted = {r["version"] for r in results}
+        replaced = [r["aliases"]["previous-champion"] for r in results]
+        assert all(r["aliases"]["champion"] == r["version"] for r in results)
+        # Serialized: the replaced champions are the round's start plus all but the last
+        # promoted version, each exactly once; a lost update repeats one of them.
+        assert len(set(replaced)) == racers, replaced
+        assert set(replaced) | promoted == promoted | {champion}
+        final = client.get_registered_model("race").aliases
+        [last] = promoted - set(replaced)
+        assert final["champion"] == last
+        assert final["previous-champion"] == next(
+            r["aliases"]["previous-champion"] for r in results if r["version"] == last
+        )
+        champion = last
+    for p in procs:
+        assert p.wait(60) == 0
+    names = [m.name for m in client.search_registered_models()]
+    assert "race.alias-lock" not in names, "the lock outlived the changes"
+
+
+def test_repair_removes_what_a_crashed_run_left(mlflow_server, tmp_path):
+    client = MlflowClient(mlflow_server, mlflow_server)
+    [version] = _versions(client, "crashed", 1)
+    mv = client.get_model_version("crashed", version)
+    client.set_model_version_tag("crashed", version, "candidate", "logreg")
+    run = client.create_run(client.get_run(mv.run_id).info.experiment_id)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    client.set_tag(run.info.run_id, "churnops.host", os.uname().nodename)
+    client.set_tag(run.info.run_id, "churnops.pid", str(dead.pid))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "churnops.cli",
+            "registry",
+            "repair",
+            "--model-name",
+            "crashed",
+            "--tracking-uri",
+            mlflow_server,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["removed_versions"] == [version]
+    assert run.info.run_id in result["failed_runs"]
+    assert client.get_run(run.info.run_id).info.status == "FAILED"
+    assert client.search_model_versions("name='crashed'") == []
+
+
+def test_an_mlflow_restart_mid_publish_leaves_nothing_half_registered(tmp_path):
+    port = processes.free_port()
+    backend = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def start() -> processes.Process:
+        return processes.start_mlflow(
+            backend_uri=backend,
+            artifacts_dir=tmp_path / "artifacts",
+            log_path=tmp_path / "mlflow.log",
+            port=port,
+        )
+
+    server = start()
+    url = server.url
+    data = write(GeneratorConfig(rows=1500, seed=4), tmp_path / "c.csv", show_progress=False)
+    train = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "churnops.cli",
+            "train",
+            "--data",
+            str(data),
+            "--tracking-uri",
+            url,
+            "--model-name",
+            "restart",
+            "--candidates",
+            "logreg",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # An MLflow start takes minutes on a loaded machine: the budget must outlive it.
+        env={**os.environ, "CHURNOPS_REGISTRY_RETRY_SECONDS": "900"},
+    )
+    client = MlflowClient(url, url)
+    deadline = time.monotonic() + 900
+    while not client.search_model_versions("name='restart'"):
+        assert train.poll() is None, train.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    os.killpg(server.popen.pid, signal.SIGKILL)  # right after the version was created
+    server.popen.wait(10)
+    time.sleep(20)
+    server = start()
+    try:
+        out, err = train.communicate(timeout=1800)
+        assert "Traceback" not in err
+        if train.returncode == 0:
+            result = json.loads(out.splitlines()[-1])
+            assert result["promoted"] is True
+        else:
+            assert train.returncode == 4, err
+            assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+        for mv in client.search_model_versions("name='restart'"):
+            assert "gate" in mv.tags, f"v{mv.version} half-registered: {sorted(mv.tags)}"
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        assert runs and all(r.info.status != "RUNNING" for r in runs)
+    finally:
+        server.stop()
