@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from _docker import ROOT, docker, image, image_exists, run_detached
 
-from churnops import localstack
+from churnops import processes
 
 DEFAULT_POSTGRES = "postgresql://churnops:churnops@127.0.0.1:5432/test"
 
@@ -62,7 +62,7 @@ def champion(container_mlflow: dict, churn_csv: Path) -> dict:
     """An XGBoost champion ``churn`` (the xgboost-cpu wheel must load it in the serving
     image), trained here and registered in the containerized tracking server."""
     from churnops.model.train import TrainConfig
-    from churnops.workflow import run_training
+    from churnops.training.flow import run_training
 
     result = run_training(
         str(churn_csv),
@@ -138,7 +138,7 @@ def container_mlflow(
     """``mlflow server`` in the components image on PostgreSQL, proxied artifacts on a volume."""
     artifacts = tmp_path_factory.mktemp("container-artifacts")
     artifacts.chmod(0o777)  # the image's user writes here, as on a PVC with fsGroup
-    port = localstack.free_port()
+    port = processes.free_port()
     container = run_detached(
         images["components"],
         "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),

@@ -14,7 +14,7 @@ import pytest
 import requests
 from _docker import docker, run_detached
 
-from churnops import localstack
+from churnops import processes
 from churnops.data import contract
 from churnops.data.generate import GeneratorConfig, generate
 from churnops.serving.validation import records_to_columns
@@ -52,7 +52,7 @@ def pyfunc_scores(champion: dict, rows: list[dict]) -> np.ndarray:
 
 
 def start_server(images: dict, *args: str, options: tuple[str, ...] = ()):
-    port = localstack.free_port()
+    port = processes.free_port()
     container = run_detached(images["serving"], "--http-port", str(port), *args, options=options)
     url = f"http://127.0.0.1:{port}"
     seconds = container.wait_http(f"{url}/v2/health/ready", timeout=180)
