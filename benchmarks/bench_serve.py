@@ -79,17 +79,10 @@ def records(n: int, seed: int) -> list[dict]:
 
 
 def mlflow_body(recs: list[dict]) -> dict:
-    """`mlflow models serve` wants doubles where the signature says double."""
+    """`mlflow models serve` takes the records as they are (JSON integers included)."""
     from churnops.data import contract
 
-    rows = [
-        {
-            k: (float(v) if k in contract.NUMERIC and v is not None else v)
-            for k, v in r.items()
-            if k in contract.FEATURE_NAMES
-        }
-        for r in recs
-    ]
+    rows = [{k: v for k, v in r.items() if k in contract.FEATURE_NAMES} for r in recs]
     return {"dataframe_records": rows}
 
 
@@ -101,7 +94,7 @@ def v2_body(recs: list[dict]) -> dict:
         "inputs": [
             {
                 "name": f.name,
-                "datatype": "FP64" if f.is_numeric else "BYTES",
+                "datatype": {"integer": "INT64", "number": "FP64"}.get(f.kind, "BYTES"),
                 "shape": [len(recs)],
                 "data": [r[f.name] for r in recs],
             }

@@ -71,10 +71,10 @@ log "3. canary rollout of version $champion with traffic"
     sleep 0.2
   done ) & pids+=($!)
 helm upgrade "$RELEASE" charts/churnops --namespace "$NAMESPACE" --server-side=true --reuse-values \
-  --set rollout.enabled=true --set "rollout.version=$champion" --wait --timeout 5m
+  --set rollout.enabled=true --set "rollout.version=$champion" --wait=legacy --timeout 5m
 kubectl -n "$NAMESPACE" wait --for=condition=Complete "job/${RELEASE}-rollout-v${champion}" --timeout=900s
 kubectl -n "$NAMESPACE" logs "job/${RELEASE}-rollout-v${champion}" | tail -n1
-helm upgrade "$RELEASE" charts/churnops --namespace "$NAMESPACE" --server-side=true --reuse-values --set rollout.enabled=false --wait
+helm upgrade "$RELEASE" charts/churnops --namespace "$NAMESPACE" --server-side=true --reuse-values --set rollout.enabled=false --wait=legacy
 
 log "4. Prometheus has churnops_requests_total"
 n=0

@@ -295,7 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands that live next to their feature (pipeline, serve, rollout) add themselves here.
 _EXTENSIONS: list[Callable[[Any], None]] = []
-_EXTENSION_MODULES = ("churnops.training.cli", "churnops.serving.cli", "churnops.rollout.cli")
+_EXTENSION_MODULES = (
+    "churnops.training.cli",
+    "churnops.serving.cli",
+    "churnops.rollout.cli",
+    "churnops.monitoring.cli",
+    "churnops.scoring.cli",
+)
 
 
 def _load_extensions() -> None:

@@ -127,7 +127,8 @@ def start_mlflow(
         url=f"http://{host}:{port}",
         health="/health",
         log_path=log_path,
-        timeout=300,
+        # An MLflow start takes seconds on an idle machine and minutes on a loaded one.
+        timeout=float(os.environ.get("CHURNOPS_MLFLOW_START_SECONDS", "600")),
     )
 
 

@@ -18,10 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from churnops.data import contract
 from churnops.errors import DataSourceError, RegistryUnavailable
 from churnops.model.serialize import TRUSTED_TYPES, check_trusted
 from churnops.progress import log
@@ -102,20 +100,10 @@ def git_commit() -> str:
 
 
 def signature() -> Any:
-    """The model signature, from the record contract: text categories, double numbers
-    (integers included, so missing values are representable); output: class
-    probabilities ``[P(stay), P(churn)]``."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+    """The model signature, from the record contract (``churnops.model.pyfunc.signature``)."""
+    from churnops.model.pyfunc import signature as pyfunc_signature
 
-    inputs = Schema(
-        [
-            ColSpec("double" if f.is_numeric else "string", f.name, required=True)
-            for f in contract.FEATURES
-        ]
-    )
-    outputs = Schema([TensorSpec(np.dtype("float64"), (-1, 2))])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    return pyfunc_signature()
 
 
 def log_model(
@@ -128,23 +116,28 @@ def log_model(
 ) -> str:
     """Log ``model`` to the active run as one MLflow model; return its ``models:/`` URI.
 
-    The reference profile (training distribution, test-split score distribution) rides
-    along as an extra file so the server can compute drift for exactly this version.
+    One skops file, two flavors: ``sklearn`` (the estimator) and ``python_function``
+    served by ``churnops.model.pyfunc`` (raw records in, ``churn_probability`` /
+    ``churn`` / ``model_version`` out, like the model server). The input example is
+    ``input_example``'s features in the signature's types. The reference profile
+    (training distribution, test-split score distribution) rides along as an extra file
+    so the server can compute drift for exactly this version.
     """
-    import mlflow.sklearn
+    from mlflow.models import Model
+
+    from churnops.model import pyfunc
 
     check_trusted(model)
     with tempfile.TemporaryDirectory() as tmp:
         profile_path = Path(tmp) / PROFILE_FILE
         profile_path.write_text(json.dumps(profile))
-        info = mlflow.sklearn.log_model(
-            model,
+        info = Model.log(
+            artifact_path=None,
             name=name,
-            serialization_format="skops",
-            skops_trusted_types=list(TRUSTED_TYPES),
-            signature=signature(),
-            input_example=input_example,
-            pyfunc_predict_fn="predict_proba",
+            flavor=pyfunc,
+            sk_model=model,
+            trusted_types=list(TRUSTED_TYPES),
+            input_example=pyfunc.example_records(input_example),
             metadata=metadata,
             extra_files=[str(profile_path)],
         )

@@ -9,13 +9,16 @@ Chaos knobs of the model server make a canary fail or slow down.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from churnops import processes, tracking
-from churnops.rollout.deploy import canary
+from churnops.errors import PromotionRejected
+from churnops.rollout.deploy import canary, require_served
 from churnops.serving.local import start_model_server
 from churnops.testing import (
     REHEARSAL,
@@ -205,22 +208,122 @@ def test_canary_with_shifted_predictions_is_rolled_back(scenario):
     assert "distribution shift" in result["decisions"][-1]["reason"]
 
 
-def test_no_traffic_is_inconclusive_and_never_promotes(scenario, versions, mlflow_server):
-    result, _ = scenario("idle", "healthy", traffic=False)
+def test_no_traffic_is_its_own_outcome_and_never_promotes(scenario, versions, mlflow_server):
+    result, target = scenario("idle", "healthy", traffic=False)
     decisions = [d["decision"] for d in result["decisions"]]
-    assert result["outcome"] == "rolled_back" and "promote" not in decisions and "hold" in decisions
-    assert "no verdict" in result["decisions"][-1]["reason"]
+    assert result["outcome"] == "no_traffic" and "promote" not in decisions and "hold" in decisions
+    assert result["reason"].startswith("no traffic: no verdict within 15s: canary got 0 requests")
+    assert "warm-up traffic" in result["reason"]
+    assert target.calls[-1] == "rollback"
     assert _aliases(mlflow_server)["champion"] == versions["stable"]
+    with pytest.raises(
+        PromotionRejected, match=r"got no traffic and was rolled back \(no_traffic\)"
+    ):
+        require_served(result)
 
 
 def test_prometheus_down_never_promotes(scenario, versions, mlflow_server):
     result, _ = scenario(
         "blind", "healthy", prometheus_url=f"http://127.0.0.1:{processes.free_port()}"
     )
-    assert result["outcome"] == "rolled_back"
+    assert result["outcome"] == "rolled_back" and "Prometheus unavailable" in result["reason"]
     assert all(d["decision"] in ("hold", "rollback") for d in result["decisions"])
     assert "Prometheus unavailable" in result["decisions"][0]["reason"]
     assert _aliases(mlflow_server)["champion"] == versions["stable"]
+
+
+class RecordedSplit:
+    """The traffic split as the local deploy step records it (serve-<model>.json), for
+    ``Traffic``: what Knative's router would read from the revisions."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _canary(self) -> dict:
+        return json.loads(self.path.read_text()).get("canary") or {}
+
+    @property
+    def stable_url(self) -> str:
+        return json.loads(self.path.read_text())["url"]
+
+    @property
+    def canary_uri(self) -> str | None:
+        return self._canary().get("model_uri")
+
+    @property
+    def canary_url(self) -> str:
+        return self._canary().get("url", "")
+
+    @property
+    def percent(self) -> int:
+        return self._canary().get("percent", 0)
+
+
+def _deploy_component():
+    from churnops.training.components import deploy_canary
+
+    return deploy_canary
+
+
+def test_rolled_back_canary_fails_the_deploy_task_under_kfp_local(
+    versions, mlflow_server, prometheus, stable, ports, records, tmp_path, monkeypatch, capfd
+):
+    """The pipeline's deploy step, run by kfp.local: the new champion goes out as a canary
+    next to the running stable server, errors on half its requests, is rolled back, and
+    the task fails with the reason, so the run does not show as succeeded."""
+    from kfp import local
+
+    tracking.connect(mlflow_server)
+    _reset_aliases(mlflow_server, versions, versions["healthy"])  # the gate promoted it
+    home = tmp_path / "home"
+    home.mkdir()
+    record = home / f"serve-{MODEL}.json"
+    stable_record = {
+        "outcome": "serving",
+        "version": versions["stable"],
+        "model_uri": f"models:/{MODEL}/{versions['stable']}",
+        "url": stable.url,
+        "pid": stable.popen.pid,
+    }
+    record.write_text(json.dumps(stable_record))  # as an earlier `--deploy local` left it
+    monkeypatch.setenv("CHURNOPS_HOME", str(home))
+    # Inherited by the canary server the task starts; the stable server runs already.
+    monkeypatch.setenv("CHURNOPS_CHAOS_ERROR_RATIO", "0.5")
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path / "kfp"),
+        raise_on_error=True,
+    )
+    deploy_canary = _deploy_component()
+    try:
+        with Traffic(RecordedSplit(record), records), pytest.raises(RuntimeError):
+            deploy_canary(
+                model_name=MODEL,
+                version=versions["healthy"],
+                promoted=True,
+                tracking_uri=mlflow_server,
+                target="local",
+                namespace="churnops",
+                inference_service="churn",
+                canary_percent=25,
+                steps_percent=[25, 50, 100],
+                interval_seconds=5,
+                prometheus_url=prometheus,
+                local_port=ports["canary"],
+            )
+    finally:
+        leftover = json.loads(record.read_text()).get("canary") or {}
+        if leftover.get("pid"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover["pid"], 15)
+    out = capfd.readouterr()
+    logged = out.out + out.err
+    assert f"canary {MODEL} v{versions['healthy']} was rolled back (rolled_back)" in logged
+    assert "canary error ratio" in logged
+    assert json.loads(record.read_text()) == stable_record  # stable serves, canary gone
+    assert _aliases(mlflow_server)["champion"] == versions["stable"]
+    tags = MlflowClient(mlflow_server).get_model_version(MODEL, versions["healthy"]).tags
+    assert tags["rollout"] == "rolled_back" and "error ratio" in tags["rollout_reason"]
 
 
 def _load_generator():

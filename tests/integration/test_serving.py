@@ -40,10 +40,8 @@ def pyfunc_scores(trained: dict, records: list[dict]) -> np.ndarray:
     import mlflow.pyfunc
     import pandas as pd
 
-    from churnops.model.features import model_input
-
     model = mlflow.pyfunc.load_model(f"models:/{trained['model_name']}/{trained['version']}")
-    return np.asarray(model.predict(model_input(pd.DataFrame(records))))[:, 1]
+    return model.predict(pd.DataFrame(records))["churn_probability"].to_numpy()
 
 
 def test_health_and_metadata(model_server) -> None:
@@ -193,7 +191,7 @@ BATTERY = [
     ),
     (
         "string-in-numeric",
-        {"instances": [_with(MonthlyCharges="29.85")]},
+        {"instances": [_with(MonthlyCharges="seventy")]},
         "application/json",
         422,
         "MonthlyCharges",

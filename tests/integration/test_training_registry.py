@@ -146,16 +146,14 @@ def test_champion_is_one_loadable_model_with_its_evidence(runs, mlflow_server, d
         version.tags
     )
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
-    raw = pd.read_csv(data["large"]).head(20)
-    raw["TotalCharges"] = pd.to_numeric(raw["TotalCharges"], errors="coerce")
-    from churnops.model.features import model_input
-
-    proba = model.predict(model_input(raw))
-    assert proba.shape == (20, 2) and np.allclose(proba.sum(axis=1), 1)
+    out = model.predict(pd.read_csv(data["large"]).head(20))  # the raw export, as read
+    assert list(out.columns) == ["churn_probability", "churn", "model_version"]
+    assert out["churn_probability"].between(0, 1).all()
+    assert (out["model_version"] == version.version).all()
     assert [i.name for i in model.metadata.get_input_schema().inputs][:3] == [
+        "customerID",
         "gender",
         "SeniorCitizen",
-        "Partner",
     ]
     run = client.get_run(version.run_id)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}

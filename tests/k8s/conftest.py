@@ -25,7 +25,7 @@ CRDS = Path(__file__).with_name("crds")
 NAMESPACE = "churnops"
 RELEASE = "churnops"
 
-SCENARIOS = ("kind", "cloud", "standard-mode", "external-db")
+SCENARIOS = ("kind", "cloud", "standard-mode", "external-db", "local")
 # Extra renders for templates no scenario switches on (a rollout Job, the MLflow PodMonitor).
 VARIANTS = {
     "kind+rollout": (
@@ -37,10 +37,25 @@ VARIANTS = {
             "rollout.version=3",
             "--set",
             "mlflow.metrics.enabled=true",
+            "--set",
+            "pipelines.schedule.enabled=true",
+        ],
+    ),
+    "kind+batch-scoring": (
+        "kind",
+        [
+            "--set",
+            "batchScoring.enabled=true",
+            "--set",
+            "batchScoring.inputUri=s3://churn-data/customers/latest.parquet",
+            "--set",
+            "batchScoring.outputUri=s3://churn-data/scores/latest.parquet",
+            "--set",
+            "batchScoring.credentialsSecret=churn-data-s3",
         ],
     ),
 }
-OVERLAYS = ("base", "overlays/kind", "overlays/cloud")
+OVERLAYS = ("base", "overlays/kind", "overlays/cloud", "overlays/local")
 
 # Kubernetes versions the objects are validated against: the kind node / kubectl version, and
 # the newest schema set kubernetes-validate 1.37.0 carries.

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CHART, SCENARIOS, VARIANTS, Render, object_id
+from conftest import CHART, SCENARIOS, VARIANTS, Render, helm_template, load_objects, object_id
 
 ALL_RENDERS = (*SCENARIOS, *VARIANTS)
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet", "InferenceService"}
@@ -115,7 +115,9 @@ def test_long_running_containers_have_probes(render: Render) -> None:
     for o in workloads(render):
         if o["kind"] not in LONG_RUNNING:
             continue
-        for _, c in containers(o):
+        for spec, c in containers(o):
+            if c in spec.get("initContainers", []):
+                continue  # run to completion before the pod starts; Kubernetes forbids probes
             assert "readinessProbe" in c, f"{object_id(o)} {c['name']}: readinessProbe"
             assert "livenessProbe" in c, f"{object_id(o)} {c['name']}: livenessProbe"
 
@@ -174,6 +176,8 @@ def test_pod_disruption_budgets_select_real_pods(render: Render) -> None:
     for o in workloads(render):
         if o["kind"] == "InferenceService":
             pod_labels.append({"serving.kserve.io/inferenceservice": o["metadata"]["name"]})
+        elif o["kind"] == "CronJob":
+            pod_labels.append(o["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"])
         else:
             pod_labels.append(o["spec"]["template"]["metadata"]["labels"])
     for pdb in render.of_kind("PodDisruptionBudget"):
@@ -233,3 +237,98 @@ def test_generated_postgres_password_stays_out_of_values_and_env(
     assert "POSTGRES_PASSWORD" not in env and "POSTGRES_PASSWORD_FILE" in env
     secret = renders["kind"].one("Secret", "churnops-postgresql")
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def _selects(policy: dict, labels: dict) -> bool:
+    want = policy["spec"]["podSelector"].get("matchLabels", {})
+    return bool(want) and want.items() <= labels.items()
+
+
+MLFLOW_LABELS = {"app.kubernetes.io/name": "churnops", "app.kubernetes.io/component": "mlflow"}
+PREDICTOR_LABELS = {"serving.kserve.io/inferenceservice": "churn"}
+
+
+def test_no_network_policy_admits_a_whole_namespace_to_mlflow_or_the_predictor(
+    render: Render,
+) -> None:
+    """Every peer allowed into MLflow or the predictor names its pods: no bare
+    namespaceSelector (all of kubeflow, all of monitoring) and no ``podSelector: {}`` (every
+    pod of the release namespace)."""
+    nps = render.of_kind("NetworkPolicy")
+    guarded = [
+        n
+        for n in nps
+        if n["spec"]["podSelector"]
+        and (
+            _selects(n, {**MLFLOW_LABELS, "app.kubernetes.io/instance": "churnops"})
+            or _selects(n, PREDICTOR_LABELS)
+        )
+    ]
+    assert guarded, "no policy guards MLflow or the predictor"
+    for n in guarded:
+        for rule in n["spec"].get("ingress", []):
+            assert rule.get("from"), f"{n['metadata']['name']}: a rule admits every source"
+            assert rule.get("ports"), f"{n['metadata']['name']}: a rule admits every port"
+            for peer in rule["from"]:
+                pods = peer.get("podSelector")
+                assert pods is not None and pods.get("matchLabels"), (
+                    f"{render.name}/{n['metadata']['name']}: peer {peer} admits a whole namespace"
+                )
+                assert "ipBlock" not in peer
+
+
+def test_monitoring_reaches_only_metrics_ports(render: Render) -> None:
+    metrics_ports = {8080, 9091, 5000}  # model server, queue-proxy, MLflow (/metrics on its port)
+    for n in render.of_kind("NetworkPolicy"):
+        for rule in n["spec"].get("ingress", []):
+            monitoring = [
+                p
+                for p in rule.get("from", [])
+                if p.get("namespaceSelector", {})
+                .get("matchLabels", {})
+                .get("kubernetes.io/metadata.name")
+                == "monitoring"
+            ]
+            if not monitoring:
+                continue
+            ports = {p["port"] for p in rule["ports"]}
+            assert ports <= metrics_ports, (n["metadata"]["name"], ports)
+            if _selects(n, PREDICTOR_LABELS):
+                assert 8012 not in ports
+    mlflow_np = next(
+        n for n in render.of_kind("NetworkPolicy") if n["metadata"]["name"] == "churnops-mlflow"
+    )
+    mlflow_metrics = render.name == "kind+rollout"  # the variant with mlflow.metrics.enabled
+    scrapes = [
+        p
+        for rule in mlflow_np["spec"]["ingress"]
+        for p in rule["from"]
+        if p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+        == "monitoring"
+    ]
+    assert bool(scrapes) == mlflow_metrics, render.name
+
+
+def test_predictor_callers_are_listed_once(render: Render) -> None:
+    """kind used to list kourier-system twice (as Knative namespace and as ingress)."""
+    for n in render.of_kind("NetworkPolicy"):
+        peers = [
+            yaml.safe_dump(p, sort_keys=True)
+            for rule in n["spec"].get("ingress", [])
+            for p in rule.get("from", [])
+        ]
+        assert len(peers) == len(set(peers)), n["metadata"]["name"]
+
+
+def test_rollout_egress_to_the_api_server_narrows_to_given_cidrs() -> None:
+    text = helm_template(
+        [CHART / "ci" / "kind-values.yaml"],
+        ["--set", "networkPolicy.apiServerCIDRs={172.18.0.2/32}"],
+    )
+    np = next(
+        o
+        for o in load_objects(text)
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "churnops-rollout"
+    )
+    api = next(r for r in np["spec"]["egress"] if {p["port"] for p in r["ports"]} == {443, 6443})
+    assert api["to"] == [{"ipBlock": {"cidr": "172.18.0.2/32"}}]

@@ -115,7 +115,15 @@ def test_crd_validation_rejects_unknown_and_mistyped_fields(renders: dict[str, R
     isvc = json.loads(json.dumps(renders["kind"].one("InferenceService")))
     isvc["spec"]["predictor"]["minReplica"] = 1  # typo of minReplicas
     isvc["spec"]["predictor"]["containers"][0]["resources"]["limits"]["cpu"] = {"x": 1}
-    pm = json.loads(json.dumps(renders["kind"].of_kind("PodMonitor")[0]))
+    pm = json.loads(
+        json.dumps(
+            next(
+                p
+                for p in renders["kind"].of_kind("PodMonitor")
+                if p["spec"]["podMetricsEndpoints"][0].get("relabelings")
+            )
+        )
+    )
     pm["spec"]["podMetricsEndpoints"][0]["interval"] = "fifteen seconds"
     pm["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["action"] = "rename"
     problems = errors_of((isvc, pm), K8S_VERSIONS[-1])

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from base64 import b64decode
 from typing import Any
 
 import pytest
-from conftest import CHART, NAMESPACE, Render, helm_template
+from conftest import CHART, NAMESPACE, Render, helm_template, load_objects
 
 
 def env_of(isvc: dict[str, Any]) -> dict[str, Any]:
@@ -110,17 +111,20 @@ def test_pipeline_runner_role_is_least_privilege(renders: dict[str, Render]) -> 
             {
                 "apiGroups": ["serving.kserve.io"],
                 "resources": ["inferenceservices"],
-                "verbs": ["get", "list", "watch", "patch"],
+                "resourceNames": ["churn"],
+                "verbs": ["get", "patch"],
             }
         ]
         (binding,) = r.of_kind("RoleBinding")
         assert binding["roleRef"]["name"] == role["metadata"]["name"]
         subjects = {(s["namespace"], s["name"]) for s in binding["subjects"]}
+        # churnops' own pipeline account and the rollout Job's; never KFP's shared runner,
+        # which every pipeline of the cluster runs as.
         assert subjects == {
             (NAMESPACE, "churnops-pipeline-runner"),
             ("kubeflow", "churnops-pipeline-runner"),
-            ("kubeflow", "pipeline-runner"),
-        }
+        }, name
+        assert not any(s["name"] == "pipeline-runner" for s in binding["subjects"]), name
 
 
 def test_rollout_job_runs_as_the_pipeline_runner(renders: dict[str, Render]) -> None:
@@ -142,15 +146,13 @@ def test_pipelines_get_mlflow_endpoint_and_credentials(renders: dict[str, Render
         cm["data"]["MLFLOW_TRACKING_URI"]
         == "http://churnops-mlflow.churnops.svc.cluster.local:5000"
     )
-    secret = renders["kind"].one("Secret", "churnops-mlflow-auth")
-    assert secret["metadata"]["namespace"] == "kubeflow"
-    assert set(secret["data"]) == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
-    # with MLflow auth on (cloud) the operator provides the Secret; the chart must not blank it
-    assert not [
-        s
-        for s in renders["cloud"].of_kind("Secret")
-        if s["metadata"]["name"] == "churnops-mlflow-auth"
-    ]
+    for name in ("kind", "cloud"):
+        secret = renders[name].one("Secret", "churnops-mlflow-auth")
+        assert secret["metadata"]["namespace"] == "kubeflow"
+        assert set(secret["data"]) == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+        # MLflow auth is on: the pipeline identity's own, non-empty credentials
+        assert b64decode(secret["data"]["MLFLOW_TRACKING_USERNAME"]) == b"churnops-pipeline"
+        assert len(b64decode(secret["data"]["MLFLOW_TRACKING_PASSWORD"])) >= 32
 
 
 def test_mlflow_server_contract(renders: dict[str, Render]) -> None:
@@ -190,7 +192,11 @@ def test_migrations_run_before_upgrades(renders: dict[str, Render]) -> None:
 def test_monitoring_objects_carry_the_release_label(renders: dict[str, Render]) -> None:
     r = renders["kind+rollout"]
     pms = r.of_kind("PodMonitor")
-    assert {p["metadata"]["name"] for p in pms} == {"churnops-predictor", "churnops-mlflow"}
+    assert {p["metadata"]["name"] for p in pms} == {
+        "churnops-predictor",
+        "churnops-mlflow",
+        "churnops-alert-receiver",
+    }
     for obj in [*pms, *r.of_kind("PrometheusRule")]:
         assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     predictor = r.one("PodMonitor", "churnops-predictor")
@@ -202,3 +208,66 @@ def test_monitoring_objects_carry_the_release_label(renders: dict[str, Render]) 
     ]
     for d in dashboards:
         assert d["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_mlflow_authentication_is_on_by_default() -> None:
+    """The chart's own defaults (no scenario file): basic-auth, generated admin, read-only
+    default, one identity each for predictor, rollout and pipeline steps."""
+    text = helm_template(
+        [CHART / "values.yaml"], ["--set", "rollout.enabled=true,rollout.version=4"]
+    )
+    r = Render("default", text, load_objects(text))
+    dep = r.one("Deployment", "churnops-mlflow")
+    pod = dep["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    assert "--app-name=basic-auth" in server["args"]
+    env = _env(server)
+    assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"] == "/etc/mlflow/auth/basic_auth.ini"
+    for key in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "churnops-mlflow-identities"
+    (init,) = pod["initContainers"]
+    assert _env(init)["DEFAULT_PERMISSION"]["value"] == "READ"
+    assert "basic_auth.ini" in init["command"][-1]
+
+    ids = r.one("Secret", "churnops-mlflow-identities")
+    assert ids["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    users = {k: b64decode(v).decode() for k, v in ids["data"].items() if k.endswith("-username")}
+    assert users == {
+        "admin-username": "admin",
+        "predictor-username": "churnops-predictor",
+        "rollout-username": "churnops-rollout",
+        "pipeline-username": "churnops-pipeline",
+    }
+    passwords = {b64decode(ids["data"][k]) for k in ("admin", "predictor", "rollout", "pipeline")}
+    assert len(passwords) == 4 and all(len(p) >= 32 for p in passwords)
+
+    def creds(container: dict) -> str:
+        e = _env(container)
+        secret = e["MLFLOW_TRACKING_USERNAME"]["valueFrom"]["secretKeyRef"]["name"]
+        assert e["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == secret
+        return secret
+
+    isvc = r.one("InferenceService")
+    assert creds(isvc["spec"]["predictor"]["containers"][0]) == "churnops-mlflow-predictor"
+    rollout = r.one("Job", "churnops-rollout-v4")
+    assert creds(rollout["spec"]["template"]["spec"]["containers"][0]) == "churnops-mlflow-rollout"
+    for role in ("predictor", "rollout"):
+        secret = r.one("Secret", f"churnops-mlflow-{role}")
+        assert b64decode(secret["data"]["MLFLOW_TRACKING_USERNAME"]) == f"churnops-{role}".encode()
+    pipeline = r.one("Secret", "churnops-mlflow-auth")
+    assert b64decode(pipeline["data"]["MLFLOW_TRACKING_USERNAME"]) == b"churnops-pipeline"
+
+    users_job = r.one("Job", "churnops-mlflow-users")
+    assert users_job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    script = users_job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    assert '("pipeline", "MANAGE"), ("rollout", "EDIT")' in script
+
+
+def test_every_scenario_keeps_mlflow_authentication_on(renders: dict[str, Render]) -> None:
+    for name, r in renders.items():
+        server = r.one("Deployment", "churnops-mlflow")["spec"]["template"]["spec"]
+        assert "--app-name=basic-auth" in server["containers"][0]["args"], name

@@ -1,76 +1,99 @@
-"""The drift → retraining webhook receiver, over real HTTP (KFP's API is the fake)."""
+"""The retraining decision in-process: which notifications start a run, keyed by alert group.
+
+The receiver process against a KFP stand-in, across restarts, is in
+tests/integration/test_alert_receiver_process.py; here the KFP side is a list of started runs.
+"""
 
 from __future__ import annotations
 
-import threading
+from dataclasses import dataclass, field
 
 import pytest
-import requests
 
-from churnops.monitoring.alerts import RetrainTrigger, make_server
+from churnops.kfp_client import RunRef
+from churnops.monitoring.alerts import TRIGGERS, RetrainTrigger, group_key, run_name
 
 
-def _notification(
-    status: str = "firing", action: str = "retrain", name: str = "ChurnPredictionDrift"
-) -> dict:
+@dataclass
+class Runs:
+    """Remembers the runs it was asked to start, like KFP's run list."""
+
+    now: list[float]
+    started: list[RunRef] = field(default_factory=list)
+
+    def latest_run(self, name: str, *, experiment: str) -> RunRef | None:
+        mine = [r for r in self.started if r.name == name]
+        return max(mine, key=lambda r: r.created_at) if mine else None
+
+    def start_run(self, *, package, name, experiment, params) -> RunRef:
+        run = RunRef(f"run-{len(self.started) + 1}", name, "PENDING", self.now[0])
+        self.started.append(run)
+        return run
+
+
+def _notification(status: str = "firing", action: str = "retrain", name: str = "X") -> dict:
     return {
         "version": "4",
         "status": status,
-        "alerts": [
-            {
-                "status": status,
-                "labels": {"alertname": name, "action": action, "severity": "ticket"},
-            }
-        ],
+        "groupKey": f'{{}}/{{action="retrain"}}:{{alertname="{name}"}}',
+        "alerts": [{"status": status, "labels": {"alertname": name, "action": action}}],
     }
 
 
+def _count(outcome: str) -> float:
+    return TRIGGERS.labels(outcome)._value.get()
+
+
 @pytest.fixture
-def receiver():
-    now = [1000.0]
-    submitted: list[dict] = []
-    trigger = RetrainTrigger(
-        lambda ctx: submitted.append(ctx) or {"run_id": f"r{len(submitted)}"},
-        cooldown_seconds=600,
-        clock=lambda: now[0],
+def trigger() -> tuple[RetrainTrigger, Runs, list[float]]:
+    now = [1_000_000.0]
+    runs = Runs(now)
+    return (
+        RetrainTrigger(
+            runs, package="p.yaml", params={}, cooldown_seconds=600, clock=lambda: now[0]
+        ),
+        runs,
+        now,
     )
-    server = make_server(trigger, host="127.0.0.1", port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", submitted, now
-    server.shutdown()
 
 
-def test_firing_drift_alert_starts_one_run_then_cools_down(receiver):
-    url, submitted, now = receiver
-    first = requests.post(f"{url}/alerts", json=_notification()).json()
-    assert first["triggered"] is True and first["run"] == {"run_id": "r1"}
-    assert submitted == [{"alerts": ["ChurnPredictionDrift"]}]
-    again = requests.post(f"{url}/alerts", json=_notification()).json()
-    assert again["triggered"] is False and "cooldown" in again["reason"]
+def test_one_run_per_group_within_the_cooldown(trigger) -> None:
+    t, runs, now = trigger
+    before = _count("cooldown")
+    assert t.handle(_notification())["outcome"] == "started"
+    assert t.handle(_notification())["outcome"] == "cooldown"
+    assert t.handle(_notification(name="Y"))["outcome"] == "started"
     now[0] += 601
-    assert requests.post(f"{url}/alerts", json=_notification()).json()["triggered"] is True
-    assert len(submitted) == 2
+    assert t.handle(_notification())["outcome"] == "started"
+    assert len(runs.started) == 3 and _count("cooldown") == before + 1
 
 
-def test_resolved_and_other_alerts_do_not_retrain(receiver):
-    url, submitted, _ = receiver
-    assert (
-        requests.post(f"{url}/alerts", json=_notification(status="resolved")).json()["triggered"]
-        is False
+def test_a_fresh_receiver_reads_the_last_run_from_kfp(trigger) -> None:
+    t, runs, _ = trigger
+    t.handle(_notification())
+    restarted = RetrainTrigger(
+        runs, package="p.yaml", params={}, cooldown_seconds=600, clock=t.clock
     )
-    assert (
-        requests.post(
-            f"{url}/alerts", json=_notification(action="page", name="ChurnNoTraffic")
-        ).json()["triggered"]
-        is False
-    )
-    assert submitted == []
+    decision = restarted.handle(_notification())
+    assert decision["outcome"] == "cooldown" and "KFP run run-1" in decision["reason"]
+    assert len(runs.started) == 1
 
 
-def test_malformed_payload_is_a_400(receiver):
-    url, _, _ = receiver
-    response = requests.post(
-        f"{url}/alerts", data=b"not json", headers={"Content-Type": "application/json"}
-    )
-    assert response.status_code == 400 and "malformed" in response.json()["error"]
-    assert requests.get(f"{url}/healthz").json() == {"ok": True}
+def test_resolved_and_other_alerts_start_nothing(trigger) -> None:
+    t, runs, _ = trigger
+    assert t.handle(_notification(status="resolved"))["outcome"] == "resolved"
+    assert t.handle(_notification(action="page"))["outcome"] == "ignored"
+    assert runs.started == []
+
+
+def test_malformed_alerts_are_refused(trigger) -> None:
+    t, _, _ = trigger
+    with pytest.raises(ValueError, match="alerts"):
+        t.handle({"alerts": "nope"})
+
+
+def test_group_key_falls_back_to_group_labels() -> None:
+    a = {"groupLabels": {"alertname": "X", "model_name": "churn"}, "alerts": []}
+    b = {"groupLabels": {"model_name": "churn", "alertname": "X"}, "alerts": []}
+    assert group_key(a) == group_key(b)
+    assert run_name(group_key(a)).startswith("churn-retrain-") and len(run_name("k")) == 30

@@ -154,6 +154,8 @@ def test_drift_alerts_route_to_the_retraining_webhook() -> None:
     ]
     assert routes, 'no Alertmanager route matching action="retrain"'
     hook = receivers[routes[0]["receiver"]]["webhook_configs"][0]
-    assert hook["url"] == "http://churnops-alert-receiver:9095/alerts"
+    # The chart's Service (release churnops in namespace churnops), reached from `monitoring`.
+    assert hook["url"] == "http://churnops-alert-receiver.churnops.svc:9095/alerts"
     assert hook["send_resolved"] is False
+    assert hook["http_config"]["authorization"]["type"] == "Bearer"  # the receiver's token
     assert am["route"]["receiver"] in receivers

@@ -66,7 +66,7 @@ BAD_RECORDS = [  # (record, field named, message fragment)
     ),
     (rec(PaymentMethd="Mailed check"), "PaymentMethod", "did you mean 'PaymentMethod'"),
     (rec(shoeSize=42), "_request", "unknown field 'shoeSize'"),
-    (rec(tenure="12"), "tenure", "must be a number, got string"),
+    (rec(tenure="twelve"), "tenure", "must be a number, got string"),
     (rec(MonthlyCharges=[1]), "MonthlyCharges", "must be a number, got array"),
     (rec(tenure=-1), "tenure", "outside [0, 120]"),
     (rec(tenure=121), "tenure", "outside [0, 120]"),

@@ -165,3 +165,69 @@ seccompProfile:
 {{- end -}}
 
 {{- define "churnops.predictor.modelDir" -}}/mnt/models{{- end -}}
+
+{{/* KFP clients: the drift alert receiver and the schedule Job ------------------------- */}}
+{{- define "churnops.alertReceiver.fullname" -}}
+{{- printf "%s-alert-receiver" (include "churnops.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "churnops.alertReceiver.secretName" -}}
+{{- default (include "churnops.alertReceiver.fullname" .) .Values.alertReceiver.existingSecret -}}
+{{- end -}}
+
+{{/* TCP port of pipelines.kfp.host (explicit, else 443 for https, 80 for http). */}}
+{{- define "churnops.kfp.port" -}}
+{{- $host := regexReplaceAll "^[a-zA-Z]+://([^/]+).*$" .Values.pipelines.kfp.host "${1}" -}}
+{{- $port := regexFind ":[0-9]+$" $host | trimPrefix ":" -}}
+{{- if $port -}}{{ $port }}{{- else if hasPrefix "https:" .Values.pipelines.kfp.host -}}443{{- else -}}80{{- end -}}
+{{- end -}}
+
+{{/* Environment of a `churnops` process that starts KFP runs. */}}
+{{- define "churnops.kfp.env" -}}
+- name: KFP_HOST
+  value: {{ .Values.pipelines.kfp.host | quote }}
+{{- with .Values.pipelines.kfp.namespace }}
+- name: KFP_NAMESPACE
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.pipelines.kfp.credentialsSecret }}
+- name: KFP_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: token
+{{- end }}
+{{- with .Values.images.registry }}
+- name: CHURNOPS_IMAGE_REGISTRY
+  value: {{ . | trimSuffix "/" | quote }}
+{{- end }}
+- name: CHURNOPS_DATA_URI
+  value: {{ .Values.pipelines.dataUri | quote }}
+- name: CHURNOPS_PIPELINE_PARAMS
+  value: {{ .Values.pipelines.params | toJson | quote }}
+- name: HOME
+  value: /tmp
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+{{- end -}}
+
+{{/* Egress to the KFP API: its namespace in the cluster, or the external CIDRs. */}}
+{{- define "churnops.kfp.egress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .Values.pipelines.namespace }}
+  ports:
+    - protocol: TCP
+      port: {{ include "churnops.kfp.port" . }}
+{{- with .Values.networkPolicy.externalEgressCIDRs }}
+- to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - protocol: TCP
+      port: 443
+{{- end }}
+{{- end -}}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churnops.data import contract
+from churnops.data import coerce, contract
 from churnops.data.contract import Field
 from churnops.data.io import DEFAULT_CHUNK_ROWS, iter_raw
 from churnops.errors import ContractViolation
@@ -170,66 +170,42 @@ class _Collector:
         self._issues[key].count += count
 
 
-def _blank(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Strip text and return (stripped, missing mask). Non-text (Parquet) passes through."""
-    if raw.dtype == object or pd.api.types.is_string_dtype(raw):
-        text = raw.astype("string").str.strip()
-        missing = (text.isna() | (text == "")).to_numpy()
-        return text.mask(missing), missing
-    return raw, raw.isna().to_numpy()
-
-
 def _coerce_column(f: Field, raw: pd.Series, collector: _Collector, offset: int) -> pd.Series:
+    """One column through ``churnops.data.coerce`` (the routine the server and the pyfunc
+    use), keeping statistics and findings for the report."""
     stats = collector.report.stats.setdefault(f.name, ColumnStats())
-    values, missing = _blank(raw)
-    stats.missing += int(missing.sum())
     if f.is_numeric:
-        numbers = pd.to_numeric(values, errors="coerce").astype("float64")
-        bad = numbers.isna().to_numpy() & ~missing
-        collector.add(f.name, f"not a number ({f.kind} expected)", bad, raw, offset)
-        if f.kind == "integer":
-            frac = (numbers % 1 != 0).to_numpy() & ~np.isnan(numbers.to_numpy())
-            collector.add(f.name, "not a whole number", frac, raw, offset)
-            bad |= frac
-        arr = numbers.to_numpy()
-        out_of_range = np.zeros(len(arr), dtype=bool)
-        with np.errstate(invalid="ignore"):
-            if f.minimum is not None:
-                out_of_range |= arr < f.minimum
-            if f.maximum is not None:
-                out_of_range |= arr > f.maximum
-            out_of_range |= np.isinf(arr)
-        collector.add(
-            f.name,
-            f"outside the allowed range [{f.minimum:g}, {f.maximum:g}]",
-            out_of_range,
-            raw,
-            offset,
-        )
-        stats.invalid += int((bad | out_of_range).sum())
+        arr, missing, bad = coerce.parse_numbers(raw)
+        stats.missing += int(missing.sum())
+        invalid = np.zeros(len(arr), dtype=bool)
+        for problem, mask in coerce.numeric_problems(f, arr, bad):
+            collector.add(f.name, problem, mask, raw, offset)
+            invalid |= mask
+        stats.invalid += int(invalid.sum())
         finite = arr[np.isfinite(arr)]
         if finite.size:
             lo, hi = float(finite.min()), float(finite.max())
             stats.minimum = lo if stats.minimum is None else min(stats.minimum, lo)
             stats.maximum = hi if stats.maximum is None else max(stats.maximum, hi)
-        return numbers.mask(bad | out_of_range)
+        return pd.Series(np.where(invalid, np.nan, arr), index=raw.index, dtype="float64")
     if f.kind in ("category", "label"):
-        text = values.astype("string")
-        unknown = (~text.isin(f.allowed)).to_numpy() & ~missing
+        codes, missing, unknown = coerce.parse_categories(f, raw)
+        stats.missing += int(missing.sum())
         allowed = ", ".join(f.allowed)
-        collector.add(f.name, f"value not allowed (allowed: {allowed})", unknown, raw, offset)
+        collector.add(f.name, coerce.NOT_ALLOWED.format(allowed=allowed), unknown, raw, offset)
         stats.invalid += int(unknown.sum())
         if f.kind == "label":
-            valid = (~missing) & ~unknown
-            collector._label_pos += int((text[valid] == "Yes").sum())
+            valid = codes >= 0
+            positive = codes == f.allowed.index("Yes")
+            collector._label_pos += int(positive.sum())
             collector._label_n += int(valid.sum())
-            return pd.Series(np.where(text == "Yes", 1, 0), index=raw.index, dtype="int8").where(
-                valid
-            )
+            return pd.Series(positive.astype("int8"), index=raw.index).where(valid)
         return pd.Series(
-            pd.Categorical(text.mask(unknown), categories=list(f.allowed)), index=raw.index
+            pd.Categorical.from_codes(codes, categories=list(f.allowed)), index=raw.index
         )
     # id: free text; duplicates are tracked by hash so 10M ids cost 80 MB, not gigabytes.
+    values, missing = coerce.strip_blank(raw)
+    stats.missing += int(missing.sum())
     collector._id_hashes.append(pd.util.hash_array(values.fillna("").to_numpy(dtype=object)))
     return values.astype(object)
 

@@ -119,6 +119,8 @@ def plots(
 
     fig, ax = plt.subplots(figsize=(5, 5))
     precision, recall, _ = precision_recall_curve(ev.y_true, ev.probabilities)
+    # sklearn ends the curve with (recall 0, precision 1), a point no threshold reaches.
+    precision, recall = precision[:-1], recall[:-1]
     ax.plot(recall, precision, label=f"PR AUC {m['pr_auc']:.3f}")
     ax.axhline(ev.y_true.mean(), ls="--", color="grey", label=f"base rate {ev.y_true.mean():.2f}")
     ax.scatter(

@@ -6,6 +6,11 @@ between their churn-probability histograms. Pass → next step, and after the la
 promote (serving target and MLflow aliases). Fail → roll back at once. Too little
 traffic or no answer from Prometheus → hold; still undecided at the deadline → roll
 back. Prometheus being unreachable can never lead to a promotion.
+
+Outcomes: ``promoted``; ``rolled_back`` (a failed check, or no answer from Prometheus by
+the deadline); ``no_traffic`` (the canary never got the requests a verdict needs before
+the deadline, as on a fresh install nobody calls yet: rolled back too, never promoted,
+but reported apart because the fix is warm-up traffic, not a better model).
 """
 
 from __future__ import annotations
@@ -98,9 +103,10 @@ class RolloutResult:
     model_name: str
     canary_version: str
     stable_version: str | None
-    outcome: str  # promoted | rolled_back
+    outcome: str  # promoted | rolled_back | no_traffic
     decisions: list[Decision]
     seconds: float
+    reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,7 +310,7 @@ def run(
         ROLLOUT_STEP.labels(model_name, canary_version).set(100 if outcome == "promoted" else 0)
         push_metrics()
         return RolloutResult(
-            model_name, canary_version, stable_version, outcome, decisions, clock() - start
+            model_name, canary_version, stable_version, outcome, decisions, clock() - start, reason
         )
 
     step = 0
@@ -332,8 +338,11 @@ def run(
             undecided_since = undecided_since if undecided_since is not None else clock()
             if clock() - undecided_since >= config.deadline_seconds:
                 reason = f"no verdict within {config.deadline_seconds:.0f}s: {reason}"
+                starved = numbers.get("canary_requests", config.min_requests) < config.min_requests
+                if starved:
+                    reason = f"no traffic: {reason}; send warm-up traffic (docs/deploy.md)"
                 decide(step, percent, "rollback", reason, numbers)
-                return finish("rolled_back", reason)
+                return finish("no_traffic" if starved else "rolled_back", reason)
             decide(step, percent, "hold", reason, numbers)
             continue
         undecided_since = None

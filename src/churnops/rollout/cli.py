@@ -23,8 +23,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         deadline_seconds=args.deadline,
         selector=f'namespace="{args.namespace}"',
     )
+    # The InferenceService's deployment mode picks the canary mechanism: canaryTrafficPercent
+    # (Serverless/Knative) or a spec.canary[] entry (Standard, KServe >= 0.20).
+    target = KServeTarget(args.inference_service, args.namespace)
+    mode = target.mode()
     result = canary(
-        KServeTarget(args.inference_service, args.namespace),
+        target,
         model_name=args.model_name,
         version=args.version,
         prometheus_url=args.prometheus_url,
@@ -34,9 +38,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         err = PromotionRejected(
             f"canary v{args.version} rolled back: {result['decisions'][-1]['reason']}"
         )
-        err.result = result
+        err.result = {**result, "deployment_mode": mode}
         raise err
-    return result
+    return {**result, "deployment_mode": mode}
 
 
 def _rollback(args: argparse.Namespace) -> dict[str, Any]:
@@ -44,8 +48,9 @@ def _rollback(args: argparse.Namespace) -> dict[str, Any]:
     from churnops.rollout.adapter import KServeTarget
 
     tracking.connect(args.tracking_uri)
-    KServeTarget(args.inference_service, args.namespace).rollback()
-    return {"aliases": registry.rollback(args.model_name)}
+    target = KServeTarget(args.inference_service, args.namespace)
+    target.rollback()
+    return {"aliases": registry.rollback(args.model_name), "deployment_mode": target.mode()}
 
 
 def register(sub: Any) -> None:

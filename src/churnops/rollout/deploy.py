@@ -1,8 +1,14 @@
 """Start the rollout of a registered version: the pipeline's deploy step and ``churnops rollout run``.
 
 Targets: ``kserve`` (the cluster InferenceService, analysed against Prometheus),
-``local`` (a local model server process on this machine, for ``kfp.local`` runs and the
-demo), ``none`` (register only).
+``local`` (local model-server processes on this machine, for ``kfp.local`` runs and the
+demo: with a Prometheus on loopback and a stable server already running, the new version
+is a canary analysed like on the cluster; otherwise it simply replaces the served version),
+``none`` (register only).
+
+The deploy step fails (:class:`~churnops.errors.PromotionRejected`) when the canary is
+rolled back or got no traffic before its deadline, so KFP shows the run as failed, with
+the reason as the task's error and the rollout's JSON in its log.
 """
 
 from __future__ import annotations
@@ -11,13 +17,19 @@ import contextlib
 import json
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from churnops import registry, tracking
+from churnops.errors import PromotionRejected
 from churnops.progress import log
 from churnops.rollout import analysis
-from churnops.rollout.adapter import KServeTarget, ServingTarget
+from churnops.rollout.adapter import KServeTarget, ServingState, ServingTarget
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+FAILED_OUTCOMES = ("rolled_back", "no_traffic")
+"""Rollout outcomes after which the new version does not serve: the deploy step fails."""
 
 
 def version_of(model_uri: str | None, model_name: str) -> str | None:
@@ -94,35 +106,168 @@ def start(
     canary_percent: int = 10,
     steps_percent: list[int] | None = None,
     interval_seconds: int = 120,
+    deadline_seconds: float = analysis.AnalysisConfig.deadline_seconds,
     prometheus_url: str = "",
     local_port: int = 0,
 ) -> dict[str, Any]:
     """The pipeline's deploy step.
 
+    Returns:
+        The rollout result (``outcome`` ``promoted`` or ``unchanged``; ``serving`` or
+        ``skipped`` without a canary).
+
     Raises:
         ValueError: Unknown target.
+        PromotionRejected: The canary was rolled back or got no traffic by the deadline
+            (``outcome`` ``rolled_back`` / ``no_traffic``); the result is attached.
     """
     if tracking_uri:
         tracking.connect(tracking_uri)
     if target == "none":
         return {"outcome": "skipped", "version": version}
-    if target == "local":
-        return _local(model_name, version, tracking_uri, local_port)
-    if target != "kserve":
+    if target not in ("kserve", "local"):
         raise ValueError(f"unknown deploy target {target!r}: use kserve, local or none")
+    serving: ServingTarget
+    if target == "local":
+        servers = LocalServers(model_name, tracking_uri, port=local_port)
+        # A canary needs a Prometheus on this machine scraping both servers; the pipeline's
+        # default URL is the cluster's, which a local run cannot reach.
+        local_prometheus = urllib.parse.urlsplit(prometheus_url).hostname in _LOOPBACK
+        if not local_prometheus or not servers.running():
+            return _local(model_name, version, tracking_uri, local_port)
+        serving = servers
+    else:
+        serving = KServeTarget(inference_service, namespace)
     steps = [canary_percent, *[s for s in (steps_percent or []) if s > canary_percent]]
     if steps[-1] != 100:
         steps.append(100)
     config = analysis.AnalysisConfig(
-        steps=tuple(steps), interval_seconds=interval_seconds, selector=f'namespace="{namespace}"'
+        steps=tuple(steps),
+        interval_seconds=interval_seconds,
+        deadline_seconds=deadline_seconds,
+        # Scraped pods carry their namespace; local servers are scraped as plain targets.
+        selector=f'namespace="{namespace}"' if target == "kserve" else "",
     )
-    return canary(
-        KServeTarget(inference_service, namespace),
+    result = canary(
+        serving,
         model_name=model_name,
         version=version,
         prometheus_url=prometheus_url,
         config=config,
     )
+    return require_served(result)
+
+
+def require_served(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` if the canary now serves (or already did); otherwise log it and raise.
+
+    Raises:
+        PromotionRejected: ``outcome`` is one of :data:`FAILED_OUTCOMES`.
+    """
+    outcome = result.get("outcome")
+    if outcome not in FAILED_OUTCOMES:
+        return result
+    reason = result.get("reason") or (result.get("decisions") or [{}])[-1].get("reason", "")
+    log(f"rollout: result {json.dumps(result, default=str)}")
+    what = "got no traffic and was rolled back" if outcome == "no_traffic" else "was rolled back"
+    err = PromotionRejected(
+        f"canary {result.get('model_name')} v{result.get('canary_version')} {what} "
+        f"({outcome}): {reason}"
+    )
+    err.result = result
+    raise err
+
+
+def _kill(pid: int | None) -> None:
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 15)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalServers:
+    """A :class:`ServingTarget` made of local model-server processes.
+
+    Their record is ``$CHURNOPS_HOME/serve-<model>.json``: the stable server at the top
+    level (what ``--deploy local`` wrote) and, during a rollout, ``canary`` with its URL
+    and traffic ``percent``. Whatever sends traffic on this machine reads the split there,
+    as Knative's router reads the revision weights.
+    """
+
+    def __init__(self, model_name: str, tracking_uri: str, *, port: int = 0):
+        self.model_name, self.tracking_uri, self.port = model_name, tracking_uri, port
+        self.home = Path(os.environ.get("CHURNOPS_HOME", ".churnops")).resolve()
+        self.path = self.home / f"serve-{model_name}.json"
+
+    def read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(record))
+
+    def running(self) -> bool:
+        """A stable server is recorded and its process is alive."""
+        return _alive(self.read().get("pid"))
+
+    def state(self) -> ServingState:
+        record = self.read()
+        stable = record.get("model_uri") or (
+            f"models:/{self.model_name}/{record['version']}" if record.get("version") else None
+        )
+        canary = record.get("canary") or {}
+        return ServingState(stable, canary.get("model_uri"), canary.get("percent", 0), True)
+
+    def start_canary(self, model_uri: str, percent: int) -> None:
+        from churnops.serving.local import start_model_server
+
+        version = model_uri.rsplit("/", 1)[-1]
+        server = start_model_server(
+            model_uri,
+            self.tracking_uri,
+            port=self.port or None,
+            log_path=self.home / "logs" / f"serve-{self.model_name}-v{version}.log",
+            model_name=self.model_name,
+        )
+        record = self.read()
+        record["canary"] = {
+            "version": version,
+            "model_uri": model_uri,
+            "url": server.url,
+            "pid": server.popen.pid,
+            "log": str(server.log_path),
+            "percent": percent,
+        }
+        self._write(record)
+
+    def set_canary_percent(self, percent: int) -> None:
+        record = self.read()
+        record["canary"]["percent"] = percent
+        self._write(record)
+
+    def promote(self) -> None:
+        record = self.read()
+        canary = record.pop("canary")
+        _kill(record.get("pid"))
+        canary.pop("percent", None)
+        self._write({"outcome": "serving", **canary})
+
+    def rollback(self) -> None:
+        record = self.read()
+        canary = record.pop("canary", None) or {}
+        _kill(canary.get("pid"))
+        self._write(record)
 
 
 def _local(model_name: str, version: str, tracking_uri: str, port: int) -> dict[str, Any]:
@@ -145,6 +290,7 @@ def _local(model_name: str, version: str, tracking_uri: str, port: int) -> dict[
     info = {
         "outcome": "serving",
         "version": version,
+        "model_uri": f"models:/{model_name}/{version}",
         "url": server.url,
         "pid": server.popen.pid,
         "log": str(server.log_path),

@@ -26,8 +26,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI"),
-        help="MLflow tracking/registry URI (env MLFLOW_TRACKING_URI)",
+        default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+        help="MLflow tracking/registry URI, as every churnops command "
+        "(default: $MLFLOW_TRACKING_URI or %(default)s)",
     )
     p.add_argument("--http-port", type=int, default=int(_env("CHURNOPS_HTTP_PORT", "8080")))
     p.add_argument(
@@ -53,6 +54,24 @@ def register(subparsers: Any) -> None:
         help="category values outside the contract: 422, or score them as unknown (counted)",
     )
     p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(os.environ["CHURNOPS_MAX_BODY_BYTES"])
+        if os.environ.get("CHURNOPS_MAX_BODY_BYTES")
+        else None,
+        help="largest request body (default 8 MiB); larger ones get 413 before they are "
+        "buffered (env CHURNOPS_MAX_BODY_BYTES)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=float(os.environ["CHURNOPS_BODY_TIMEOUT"])
+        if os.environ.get("CHURNOPS_BODY_TIMEOUT")
+        else None,
+        help="seconds a request body may take to arrive (default 30); slower ones get 408 "
+        "(env CHURNOPS_BODY_TIMEOUT)",
+    )
+    p.add_argument(
         "--access-log",
         action=argparse.BooleanOptionalAction,
         default=_env("CHURNOPS_ACCESS_LOG", "false").lower() in ("1", "true", "yes"),
@@ -67,6 +86,10 @@ def _serve(args: argparse.Namespace) -> None:
 
     if args.max_batch_rows < 1:
         raise SystemExit("--max-batch-rows must be at least 1")
+    max_body_bytes = args.max_body_bytes or ServeConfig.max_body_bytes
+    body_timeout = args.body_timeout or ServeConfig.body_timeout
+    if max_body_bytes < 1 or body_timeout <= 0:
+        raise SystemExit("--max-body-bytes and --body-timeout must be positive")
     config = ServeConfig(
         model_uri=args.model_uri,
         tracking_uri=args.tracking_uri,
@@ -74,5 +97,7 @@ def _serve(args: argparse.Namespace) -> None:
         max_batch_rows=args.max_batch_rows,
         reload_interval=args.reload_interval,
         unknown_categories=args.unknown_categories,
+        max_body_bytes=max_body_bytes,
+        body_timeout=body_timeout,
     )
     serve(config, http_port=args.http_port, access_log=args.access_log)

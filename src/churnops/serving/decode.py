@@ -99,7 +99,7 @@ def _tensor_type(f: contract.Field) -> type:
             ("datatype", datatype),
             ("shape", list[int]),
             ("data", msgspec.Raw),  # the compiled decoder reads the values
-            ("parameters", Any, None),
+            ("parameters", Optional[dict], None),  # noqa: UP045
         ],
         tag_field="name",
         tag=f.name,
@@ -123,7 +123,7 @@ _V2 = msgspec.defstruct(
     [
         ("inputs", list[Union[_TENSORS]]),  # type: ignore[valid-type]  # noqa: UP007
         ("outputs", Optional[list[_Output]], None),  # type: ignore[valid-type]  # noqa: UP045
-        ("id", Any, None),
+        ("id", Union[str, int, float, None], None),  # noqa: UP007
         ("parameters", Optional[dict], None),  # noqa: UP045
     ],
 )

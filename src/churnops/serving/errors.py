@@ -13,7 +13,7 @@ from http import HTTPStatus
 
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 
-from churnops.errors import InvalidRecord, ModelLoadError
+from churnops.errors import ChurnopsError, InvalidRecord, ModelLoadError
 
 logger = logging.getLogger("churnops.serving")
 
@@ -33,8 +33,31 @@ class BatchTooLarge(InvalidRecord):
     """More records than ``--max-batch-rows``. HTTP 413."""
 
 
+class BodyTooLarge(BatchTooLarge):
+    """The body is longer than ``--max-body-bytes`` (by Content-Length, or counted while a
+    chunked body streams in, before it is buffered). HTTP 413."""
+
+
+class BodyTimeout(ChurnopsError):
+    """The body did not arrive within ``--body-timeout`` (a slow or stalled client).
+    HTTP 408; not a validation error."""
+
+
+class ClientDisconnected(ChurnopsError):
+    """The client went away before its body arrived. Counted as code 499 (nginx's
+    convention) so it never reads as a server error; nothing is sent, nothing logged
+    beyond debug."""
+
+
+CLIENT_CLOSED_REQUEST = 499
+
+
 def status_of(err: BaseException) -> int:
     """The HTTP status for ``err`` (500 for anything not known to be the client's fault)."""
+    if isinstance(err, ClientDisconnected):
+        return CLIENT_CLOSED_REQUEST
+    if isinstance(err, BodyTimeout):
+        return HTTPStatus.REQUEST_TIMEOUT
     if isinstance(err, UnsupportedMediaType):
         return HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     if isinstance(err, BatchTooLarge):
@@ -62,6 +85,8 @@ def field_of(err: BaseException) -> str:
 def to_response(err: BaseException) -> tuple[int, dict]:
     """(status, JSON body) for ``err``; logs 5xx with the traceback (a defect)."""
     status = int(status_of(err))
+    if status == CLIENT_CLOSED_REQUEST:
+        logger.debug("client disconnected before its request body arrived")
     if status >= 500 and status != HTTPStatus.SERVICE_UNAVAILABLE:
         logger.error("internal error while serving a request", exc_info=err)
         return status, {
@@ -69,5 +94,15 @@ def to_response(err: BaseException) -> tuple[int, dict]:
             "field": REQUEST_FIELD,
             "row": None,
         }
-    body: dict = {"error": str(err), "field": field_of(err), "row": getattr(err, "row", None)}
+    body: dict = {
+        "error": _printable(str(err)),
+        "field": _printable(field_of(err)),
+        "row": getattr(err, "row", None),
+    }
     return status, body
+
+
+def _printable(text: str) -> str:
+    # A client's lone surrogate (JSON "\ud800") quoted in a message cannot be encoded as
+    # UTF-8: escape it rather than fail while answering.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -65,6 +65,9 @@ class ServeConfig:
             contract as unknown (counted in ``churnops_unknown_categories_total``).
         download_dir: Where model artifacts are downloaded (removed after loading);
             under the temp directory so a read-only root filesystem works.
+        max_body_bytes: Largest request body accepted (413 beyond, refused before it is
+            buffered); the default holds ``max_batch_rows`` records with room to spare.
+        body_timeout: Seconds a request body may take to arrive (408 beyond).
     """
 
     model_uri: str = "models:/churn@champion"
@@ -74,6 +77,8 @@ class ServeConfig:
     reload_interval: float = 0.0
     unknown_categories: UnknownPolicy = "reject"
     download_dir: str | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    body_timeout: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from churnops.serving.model import (
     ServeConfig,
     temp_home,
 )
+from churnops.serving.validation import _KEYS_WITH_ID, json_type, preview
 
 logger = logging.getLogger("churnops.serving")
 
@@ -123,56 +124,155 @@ def loads(body: bytes) -> Any:
             raise MalformedRequest(f"malformed JSON: {err}") from None
 
 
-def _v2_request(payload: Any, model_name: str) -> Any:
-    from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+async def read_body(request: Any, *, max_bytes: int, timeout: float) -> bytes:
+    """The request body, refused before it is buffered when it is too large, and bounded
+    in time.
 
-    from churnops.serving.validation import _KEYS_WITH_ID, json_type
+    A ``Content-Length`` above ``max_bytes`` is refused without reading; a chunked body
+    is counted as it streams in and refused as soon as it passes ``max_bytes``.
 
+    Raises:
+        BodyTooLarge: More than ``max_bytes`` (HTTP 413).
+        MalformedRequest: A Content-Length that is not a non-negative integer.
+        BodyTimeout: The whole body did not arrive within ``timeout`` seconds (408).
+        ClientDisconnected: The client went away mid-body (counted as 499).
+    """
+    from starlette.requests import ClientDisconnect
+
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise MalformedRequest(f"Content-Length must be a byte count, got {declared[:40]!r}")
+        if int(declared) > max_bytes:
+            raise errors.BodyTooLarge(
+                f"request body of {int(declared)} bytes exceeds the maximum of {max_bytes} "
+                "(--max-body-bytes)"
+            )
+    chunks: list[bytes] = []
+    size = 0
+
+    async def collect() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise errors.BodyTooLarge(
+                    f"request body exceeds the maximum of {max_bytes} bytes (--max-body-bytes)"
+                )
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(collect(), timeout)
+    except TimeoutError:
+        raise errors.BodyTimeout(
+            f"the request body did not arrive within {timeout:g} s (--body-timeout)"
+        ) from None
+    except ClientDisconnect:
+        raise errors.ClientDisconnected("client disconnected mid-body") from None
+    return b"".join(chunks)
+
+
+def _optional_object(value: Any, where: str, field: str = errors.REQUEST_FIELD) -> dict | None:
+    if value is not None and not isinstance(value, dict):
+        raise MalformedRequest(
+            f"{where} must be an object, got {json_type(value)} {preview(value)}", field=field
+        )
+    return value
+
+
+def check_v2_header(payload: Any, *, binary: bool = False) -> None:
+    """The V2 request's own fields, checked before anything reads them: ``inputs`` a
+    non-empty list of tensor objects with a string ``name`` and ``datatype``, a ``shape``
+    list (and a ``data`` list unless the tensor travels in the binary extension);
+    ``parameters`` objects; ``id`` a string or number; ``outputs`` objects with a known
+    ``name``.
+
+    Raises:
+        MalformedRequest: Naming the offending field.
+    """
     if not isinstance(payload, dict):
         raise MalformedRequest(f"the body must be a JSON object, got {json_type(payload)}")
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         hint = ' (V1 "instances" go to /v1/models/<name>:predict)' if "instances" in payload else ""
         raise MalformedRequest(f'the body must have a non-empty "inputs" list of tensors{hint}')
-    tensors = []
     for i, t in enumerate(inputs):
         if not isinstance(t, dict):
             raise MalformedRequest(f"inputs[{i}] must be a tensor object, got {json_type(t)}")
         name = t.get("name")
+        if not isinstance(name, str):
+            raise MalformedRequest(
+                f"inputs[{i}]: 'name' must be a string, got {json_type(name)} {preview(name)}"
+            )
         field = name if name in _KEYS_WITH_ID else errors.REQUEST_FIELD
-        for key, kind in (("name", str), ("datatype", str), ("shape", list), ("data", list)):
+        params = _optional_object(
+            t.get("parameters"), f"inputs[{i}] ({name!r}): 'parameters'", field
+        )
+        in_binary = binary and params is not None and "binary_data_size" in params
+        for key, kind in (("datatype", str), ("shape", list), ("data", list)):
+            if key == "data" and in_binary:
+                continue
             if not isinstance(t.get(key), kind):
                 raise MalformedRequest(
                     f"inputs[{i}] ({name!r}): {key!r} must be a "
                     f"{'string' if kind is str else 'list'}",
                     field=field,
                 )
-        tensors.append(
-            InferInput(
-                name, t["shape"], t["datatype"], data=t["data"], parameters=t.get("parameters")
+        if not all(type(d) is int for d in t["shape"]):
+            raise MalformedRequest(
+                f"inputs[{i}] ({name!r}): 'shape' must be a list of integers, got "
+                f"{preview(t['shape'])}",
+                field=field,
             )
-        )
+        if in_binary and (
+            type(params["binary_data_size"]) is not int or params["binary_data_size"] < 0
+        ):
+            raise MalformedRequest(
+                f"inputs[{i}] ({name!r}): 'binary_data_size' must be a non-negative integer",
+                field=field,
+            )
     outputs = payload.get("outputs")
-    requested = None
     if outputs is not None:
         if not isinstance(outputs, list) or not all(
             isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
         ):
             raise MalformedRequest('"outputs" must be a list of {"name": ...} objects')
-        known = {"churn_probability", "churn"}
-        for o in outputs:
-            if o["name"] not in known:
+        for i, o in enumerate(outputs):
+            if o["name"] not in ("churn_probability", "churn"):
                 raise MalformedRequest(
-                    f"unknown output {o['name']!r}; outputs: churn_probability, churn"
+                    f"unknown output {preview(o['name'])}; outputs: churn_probability, churn"
                 )
-        requested = [RequestedOutput(o["name"], o.get("parameters") or {}) for o in outputs]
-    parameters = payload.get("parameters")
+            _optional_object(o.get("parameters"), f"outputs[{i}]: 'parameters'")
+    _optional_object(payload.get("parameters"), '"parameters"')
+    request_id = payload.get("id")
+    if request_id is not None and type(request_id) not in (str, int, float):
+        raise MalformedRequest(
+            f'"id" must be a string, got {json_type(request_id)} {preview(request_id)}'
+        )
+
+
+def _v2_request(payload: Any, model_name: str) -> Any:
+    from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+
+    check_v2_header(payload)
+    tensors = [
+        InferInput(
+            t["name"], t["shape"], t["datatype"], data=t["data"], parameters=t.get("parameters")
+        )
+        for t in payload["inputs"]
+    ]
+    outputs = payload.get("outputs")
+    requested = (
+        None
+        if outputs is None
+        else [RequestedOutput(o["name"], o.get("parameters") or {}) for o in outputs]
+    )
     request_id = payload.get("id")
     return InferRequest(
         model_name,
         tensors,
         request_id=str(request_id) if request_id is not None else None,
-        parameters=parameters if isinstance(parameters, dict) else None,
+        parameters=payload.get("parameters"),
         request_outputs=requested,
     )
 
@@ -192,17 +292,35 @@ def _decoded_v2_request(fast: decode.V2Request, model_name: str) -> DecodedInfer
 
 
 def _binary_v2_request(body: bytes, json_length: str, model_name: str) -> Any:
-    from kserve.errors import InvalidInput
+    """A body in KServe's binary tensor extension: the JSON header is checked like a JSON
+    request (``check_v2_header``) before KServe's decoder reads the buffers, and anything
+    that decoder then meets (length prefixes short or too long, sizes that disagree with
+    the body, invalid UTF-8) is the client's malformed request.
+
+    Raises:
+        MalformedRequest: Naming what is wrong.
+    """
     from kserve.protocol.infer_type import InferRequest
 
-    try:
-        return InferRequest.from_bytes(body, int(json_length), model_name)
-    except InvalidInput as err:
-        raise MalformedRequest(str(err)) from None
-    except (KeyError, TypeError, ValueError, IndexError) as err:
+    if not json_length.strip().isdigit() or not 0 < int(json_length) <= len(body):
         raise MalformedRequest(
-            f"malformed binary inference request: {type(err).__name__}: {err}"
+            f"{_BINARY_HEADER} must be the JSON header's byte length (1..{len(body)}), "
+            f"got {json_length[:40]!r}"
+        )
+    header = loads(body[: int(json_length)])
+    check_v2_header(header, binary=True)
+    try:
+        request = InferRequest.from_bytes(body, int(json_length), model_name)
+    except RecursionError:
+        raise
+    except Exception as err:  # KServe's decoder: struct.error, ValueError, IndexError, ...
+        raise MalformedRequest(
+            f"malformed binary inference request: {type(err).__name__}: {preview(str(err))}"
         ) from None
+    for i in request.inputs:
+        if i.data is None:
+            raise MalformedRequest(f"input {i.name!r} has neither data nor binary_data_size")
+    return request
 
 
 class InferenceRoutes:
@@ -220,6 +338,12 @@ class InferenceRoutes:
         if not await self.dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name, self.model.last_error or "")
 
+    async def _body(self, request: Any) -> bytes:
+        config = self.model.config
+        return await read_body(
+            request, max_bytes=config.max_body_bytes, timeout=config.body_timeout
+        )
+
     def _finish(self, protocol: str, started: float, version: str | None, response: Any) -> Any:
         current = self.model.current
         label = version or (current.version if current else "none")
@@ -234,6 +358,8 @@ class InferenceRoutes:
     def _error(self, err: BaseException) -> Any:
         from starlette.responses import Response
 
+        if isinstance(err, RecursionError):  # only a client's nesting goes this deep here
+            err = MalformedRequest("the body is nested too deeply")
         status, body = errors.to_response(err)
         if errors.is_validation_error(err):
             metrics.validation_error(self.name, errors.field_of(err))
@@ -250,7 +376,7 @@ class InferenceRoutes:
             await self.chaos.apply()
             headers = dict(request.headers)
             check_content_type(headers.get("content-type"))
-            body = await request.body()
+            body = await self._body(request)
             columns = decode.v1(body, max_rows=self.model.config.max_batch_rows)
             payload = loads(body) if columns is None else DecodedRecords(columns)
             result, _ = await self.dataplane.infer(
@@ -272,7 +398,7 @@ class InferenceRoutes:
             await self._ready(model_name)
             await self.chaos.apply()
             headers = dict(request.headers)
-            body = await request.body()
+            body = await self._body(request)
             if _BINARY_HEADER in headers:  # the binary tensor extension (tritonclient)
                 infer_request = _binary_v2_request(body, headers[_BINARY_HEADER], model_name)
             else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from churnops.data import contract
+from churnops.data import coerce, contract
 from churnops.errors import InvalidRecord
 from churnops.serving.errors import REQUEST_FIELD, BatchTooLarge, MalformedRequest
 
@@ -84,6 +85,19 @@ def json_type(value: object) -> str:
     return type(value).__name__
 
 
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxlevel = 2
+_PREVIEW.maxstring = 40
+_PREVIEW.maxother = 40
+_PREVIEW.maxlist = _PREVIEW.maxtuple = _PREVIEW.maxdict = 4
+
+
+def preview(value: object) -> str:
+    """A short repr of a client's value for a message: bounded in length and in depth (a
+    value nested a thousand deep must not exhaust the stack while an error is formatted)."""
+    return _PREVIEW.repr(value)[:80]
+
+
 def closest_field(name: str) -> str | None:
     """The contract field a misspelled key most likely meant (case-insensitive first)."""
     lowered = {k.lower(): k for k in _KNOWN}
@@ -141,6 +155,8 @@ def numeric_column(
         InvalidRecord: Naming the field and the first offending row.
     """
     allowed = _NUMBER_OR_NULL if f.nullable else _NUMBER_TYPES
+    if str in set(map(type, values)):  # numeric text and blanks, read as training reads them
+        values = coerce.text_numbers(values)
     if not set(map(type, values)) <= allowed:
         for row, v in enumerate(values):
             if type(v) not in allowed:
@@ -149,7 +165,7 @@ def numeric_column(
                         f"row {row}: {f.name} must not be null", field=f.name, row=row
                     )
                 raise InvalidRecord(
-                    f"row {row}: {f.name} must be a number, got {json_type(v)} {v!r:.40}",
+                    f"row {row}: {f.name} must be a number, got {json_type(v)} {preview(v)}",
                     field=f.name,
                     row=row,
                 )
@@ -228,7 +244,7 @@ def categorical_column(
             raise InvalidRecord(f"row {row}: {f.name} must not be null", field=f.name, row=row)
         if not isinstance(v, str):
             raise InvalidRecord(
-                f"row {row}: {f.name} must be a string, got {json_type(v)} {v!r:.40}",
+                f"row {row}: {f.name} must be a string, got {json_type(v)} {preview(v)}",
                 field=f.name,
                 row=row,
             )
@@ -319,6 +335,10 @@ def parse_tensors(
     """
     by_name: dict[str, Tensor] = {}
     for t in tensors:
+        if not isinstance(t.name, str):
+            raise MalformedRequest(
+                f"an input's name must be a string, got {json_type(t.name)} {preview(t.name)}"
+            )
         if t.name not in _KEYS_WITH_ID:
             raise _unknown_key_error(t.name, None, "input ")
         if t.name in by_name:
@@ -337,7 +357,9 @@ def parse_tensors(
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or any(
             not isinstance(s, int) or s < 0 for s in shape
         ):
-            raise MalformedRequest(f"input {name!r}: shape must be [n], got {shape}", field=name)
+            raise MalformedRequest(
+                f"input {name!r}: shape must be [n], got {preview(shape)}", field=name
+            )
         if n is None:
             n = shape[0]
             _check_rows(n, max_rows)
@@ -355,12 +377,14 @@ def parse_tensors(
         if f.is_numeric:
             if t.datatype not in NUMERIC_DATATYPES:
                 raise InvalidRecord(
-                    f"input {name!r} must have datatype INT64 or FP64, got {t.datatype}", field=name
+                    f"input {name!r} must have datatype INT64 or FP64, got {preview(t.datatype)}",
+                    field=name,
                 )
         else:
             if t.datatype != "BYTES":
                 raise InvalidRecord(
-                    f"input {name!r} must have datatype BYTES, got {t.datatype}", field=name
+                    f"input {name!r} must have datatype BYTES, got {preview(t.datatype)}",
+                    field=name,
                 )
             data = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data]
         columns[name] = data

@@ -1,4 +1,4 @@
-"""``churnops pipeline`` (compile, run --local, submit) and ``churnops alerts serve``."""
+"""``churnops pipeline``: compile, run --local, submit (``churnops alerts serve``: churnops.monitoring.cli)."""
 
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ def _submit(args: argparse.Namespace) -> dict[str, Any]:
         experiment=args.experiment,
         params=params,
         schedule=args.schedule,
+        schedule_name=args.schedule_name,
         namespace=args.namespace,
         image_registry=args.image_registry,
     )
@@ -130,66 +131,11 @@ def register(sub: Any) -> None:
     sub_.add_argument(
         "--schedule", help="cron expression (6 fields, with seconds) for a recurring run"
     )
+    sub_.add_argument(
+        "--schedule-name",
+        help="name of the recurring run; submitting again replaces the one of that name "
+        "(default: churn-training-schedule)",
+    )
     sub_.add_argument("--namespace", help="KFP namespace (multi-user installs)")
     _image_registry(sub_)
     sub_.set_defaults(handler=_submit)
-    _register_alerts(sub)
-
-
-def _alerts_serve(args: argparse.Namespace) -> None:
-    from churnops.monitoring.alerts import RetrainTrigger, make_server
-    from churnops.training.runner import submit
-
-    params = _params(args)
-    if args.data:
-        params["data_uri"] = args.data
-
-    def start_run(context: dict[str, Any]) -> dict[str, Any]:
-        return submit(
-            host=args.kfp_host,
-            package=args.package,
-            experiment=args.experiment,
-            params=params,
-            image_registry=args.image_registry,
-        )
-
-    server = make_server(RetrainTrigger(start_run, cooldown_seconds=args.cooldown), port=args.port)
-    print(f"alerts: listening on :{args.port}/alerts", flush=True)
-    server.serve_forever()
-
-
-def _register_alerts(sub: Any) -> None:
-    alerts = sub.add_parser(
-        "alerts", help="Alertmanager webhook receiver for drift-triggered retraining"
-    )
-    actions = alerts.add_subparsers(dest="action", required=True)
-    serve = actions.add_parser(
-        "serve", help="POST /alerts: firing action=retrain alerts start a pipeline run"
-    )
-    serve.add_argument("--port", type=int, default=9095, help="listen port (default: %(default)s)")
-    serve.add_argument(
-        "--kfp-host",
-        default=os.environ.get("KFP_HOST", "http://ml-pipeline.kubeflow.svc:8888"),
-        help="KFP API endpoint (default: $KFP_HOST or %(default)s)",
-    )
-    serve.add_argument(
-        "--package",
-        default=os.environ.get("CHURNOPS_PIPELINE_PACKAGE"),
-        help="compiled pipeline spec (default: $CHURNOPS_PIPELINE_PACKAGE, else the packaged one)",
-    )
-    serve.add_argument(
-        "--experiment", default="retraining", help="KFP experiment (default: %(default)s)"
-    )
-    serve.add_argument(
-        "--data", default=os.environ.get("CHURNOPS_DATA_URI"), help="data_uri parameter of the run"
-    )
-    serve.add_argument("--candidates", help="comma-separated candidate names")
-    serve.add_argument("--params", help="JSON object of further pipeline parameters")
-    serve.add_argument(
-        "--cooldown",
-        type=float,
-        default=6 * 3600,
-        help="seconds between triggered runs (default: %(default)s)",
-    )
-    _image_registry(serve)
-    serve.set_defaults(handler=_alerts_serve)

@@ -57,7 +57,7 @@ def ingest_validate(
     dataset: Output[Dataset],
     report: Output[Markdown],
     summary: Output[Metrics],
-) -> NamedTuple("Ingested", digest=str, label_rate=float):
+) -> NamedTuple("Ingested", digest=str, label_rate=float):  # type: ignore[valid-type]  # KFP reads this form
     """Read and validate the customer table; fail the run on contract violations."""
     import os
     from collections import namedtuple
@@ -83,7 +83,7 @@ def ingest_validate(
     dataset.metadata.update(
         {"rows": result["rows"], "sha256": result["digest"], "source": data_uri}
     )
-    return namedtuple("Ingested", ["digest", "label_rate"])(result["digest"], result["label_rate"])
+    return namedtuple("Ingested", ["digest", "label_rate"])(result["digest"], result["label_rate"])  # type: ignore[call-arg]
 
 
 @component
@@ -223,7 +223,7 @@ def register_gate(
     min_roc_auc: float,
     min_f1: float,
     tolerance: float,
-) -> NamedTuple("Registered", version=str, promoted=bool, aliases=str):
+) -> NamedTuple("Registered", version=str, promoted=bool, aliases=str):  # type: ignore[valid-type]  # KFP reads this form
     """Log to MLflow, register as challenger, and promote to champion if the gate passes."""
     import json
     import os
@@ -249,7 +249,7 @@ def register_gate(
         gate_config=GateConfig(min_roc_auc=min_roc_auc, min_f1=min_f1, tolerance=tolerance),
     )
     print(json.dumps(summary, default=str))
-    return namedtuple("Registered", ["version", "promoted", "aliases"])(
+    return namedtuple("Registered", ["version", "promoted", "aliases"])(  # type: ignore[call-arg]
         summary["version"], summary["promoted"], json.dumps(summary["aliases"])
     )
 

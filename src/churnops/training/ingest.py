@@ -49,6 +49,7 @@ def log_dataset(run_id: str, data: Ingested, data_uri: str) -> None:
     from mlflow.entities import DatasetInput, InputTag
 
     from churnops.data import contract
+    from churnops.data.io import dvc_lineage, is_dvc
 
     dataset = from_pandas(
         data.frame.head(0),
@@ -57,14 +58,13 @@ def log_dataset(run_id: str, data: Ingested, data_uri: str) -> None:
         name=Path(data_uri).name,
         digest=data.digest[:32],
     )
-    MlflowClient().log_inputs(
-        run_id,
-        datasets=[
-            DatasetInput(
-                dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")]
-            )
-        ],
-    )
+    tags = [InputTag("mlflow.data.context", "training")]
+    client = MlflowClient()
+    if is_dvc(data_uri):  # DVC lineage beside the sha256: repo, path, rev, commit, md5
+        for key, value in dvc_lineage(data_uri).items():
+            tags.append(InputTag(f"churnops.dvc.{key}", value))
+            client.set_tag(run_id, f"churnops.dvc.{key}", value)
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
 
 
 def ingest_to_file(

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from churnops import registry, tracking
+from churnops.data.io import describe_source
 from churnops.errors import ChampionChanged, ModelLoadError
 from churnops.model.evaluate import Evaluation, model_card, plots, score
 from churnops.model.train import Candidate, Split, xy
@@ -75,7 +76,7 @@ def publish(
         threshold=winner.threshold,
         metrics=metrics,
         comparison=comparison,
-        data_source=data_uri,
+        data_source=describe_source(data_uri),
         data_digest=data_digest,
         rows={"train": len(split_.train), "test": len(split_.test)},
         label_rate=label_rate,

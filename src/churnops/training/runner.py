@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from churnops.errors import KfpUnavailable, PipelineFailed, UsageError
+from churnops.errors import PipelineFailed, UsageError
 from churnops.progress import log
 
 PIPELINE_NAME = "churn-training"
@@ -273,20 +273,23 @@ def submit(
     experiment: str = "churn",
     params: dict[str, Any] | None = None,
     schedule: str | None = None,
+    schedule_name: str | None = None,
     version_name: str | None = None,
     namespace: str | None = None,
     image_registry: str | None = None,
 ) -> dict[str, Any]:
-    """Upload the compiled pipeline (a new version if it exists) and start a run, or a
-    recurring run when ``schedule`` (a cron expression, KFP's 6-field form) is given.
+    """Upload the compiled pipeline (a new version if it exists) and start a run, or make
+    ``schedule_name`` the one recurring run of that name when ``schedule`` (a cron
+    expression, KFP's 6-field form) is given: submitting again replaces it, so a
+    ``helm upgrade`` or a rerun never leaves two schedules. KFP is reached through
+    :class:`churnops.kfp_client.KfpClient`.
 
     Args:
         package: A compiled spec (default: the one shipped with churnops).
         image_registry: Pull the component images from this registry (see ``retarget``).
     """
-    import kfp
-
     from churnops import __version__
+    from churnops.kfp_client import KfpClient
 
     source = Path(package) if package else packaged_spec()
     try:
@@ -296,84 +299,38 @@ def submit(
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / SPEC_FILE
         spec.write_text(retarget(text, image_registry))
-        try:
-            with warnings.catch_warnings():
-                # "This client only works with KFP v2.0.0-beta.2 and later": said on every
-                # call, whatever the server; the v2beta1 API it needs is what churnops targets.
-                warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")
-                client = kfp.Client(host=host, namespace=namespace)
-            return _upload_and_run(
-                client,
-                str(spec),
-                host=host,
-                experiment=experiment,
-                params=params or {},
-                schedule=schedule,
-                version_name=version_name or f"{__version__}-{uuid.uuid4().hex[:8]}",
-                namespace=namespace,
-            )
-        except Exception as err:
-            raise KfpUnavailable(f"KFP at {host}: {_kfp_reason(err)}") from err
-
-
-def _kfp_reason(err: Exception) -> str:
-    """One line out of urllib3's and kfp_server_api's nested exceptions."""
-    status = getattr(err, "status", None)
-    if status:
-        return f"HTTP {status} {getattr(err, 'reason', '')}".strip()
-    reason = getattr(err, "reason", None) or err
-    text = str(reason)
-    if "Connection refused" in text:
-        return "connection refused (is the API server running and the URL right?)"
-    return text.splitlines()[0][:300] if text else type(err).__name__
-
-
-def _upload_and_run(
-    client: Any,
-    package: str,
-    *,
-    host: str,
-    experiment: str,
-    params: dict[str, Any],
-    schedule: str | None,
-    version_name: str,
-    namespace: str | None,
-) -> dict[str, Any]:
-    name = PIPELINE_NAME
-    pipeline_id = client.get_pipeline_id(name)
-    if pipeline_id is None:
-        pipeline_id = client.upload_pipeline(package, pipeline_name=name).pipeline_id
-    version = client.upload_pipeline_version(
-        package, pipeline_version_name=version_name, pipeline_id=pipeline_id
-    )
-    exp = client.create_experiment(experiment, namespace=namespace)
-    job_name = f"{name}-{version_name}"
+        kfp = KfpClient(host, namespace=namespace)
+        version_name = version_name or f"{__version__}-{uuid.uuid4().hex[:8]}"
+        pipeline_id, version_id = kfp.upload_version(
+            spec, pipeline=PIPELINE_NAME, version=version_name
+        )
     if schedule:
-        job = client.create_recurring_run(
-            exp.experiment_id,
-            job_name,
-            cron_expression=schedule,
-            params=params,
+        name = schedule_name or f"{PIPELINE_NAME}-schedule"
+        job = kfp.replace_recurring_run(
+            experiment=experiment,
+            name=name,
+            cron=schedule,
             pipeline_id=pipeline_id,
-            version_id=version.pipeline_version_id,
-            no_catchup=True,
+            version_id=version_id,
+            params=params or {},
         )
         return {
-            "recurring_run_id": job.recurring_run_id,
+            **job,
+            "name": name,
             "pipeline_id": pipeline_id,
-            "version_id": version.pipeline_version_id,
+            "version_id": version_id,
             "schedule": schedule,
         }
-    run = client.run_pipeline(
-        exp.experiment_id,
-        job_name,
-        params=params,
+    run = kfp.run_version(
+        experiment=experiment,
+        name=f"{PIPELINE_NAME}-{version_name}",
         pipeline_id=pipeline_id,
-        version_id=version.pipeline_version_id,
+        version_id=version_id,
+        params=params or {},
     )
     return {
         "run_id": run.run_id,
         "pipeline_id": pipeline_id,
-        "version_id": version.pipeline_version_id,
+        "version_id": version_id,
         "url": f"{host.rstrip('/')}/#/runs/details/{run.run_id}",
     }

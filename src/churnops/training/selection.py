@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from churnops.data.io import describe_source
 from churnops.model.evaluate import Evaluation, evaluate, model_card
 from churnops.model.train import Candidate, select, xy
 from churnops.training.fit import load_candidate
@@ -86,7 +87,7 @@ def evaluate_select_files(
             threshold=winner.threshold,
             metrics=ev.metrics,
             comparison=comparison,
-            data_source=data_uri,
+            data_source=describe_source(data_uri),
             data_digest=digest,
             rows={"test": len(test)},
             label_rate=label_rate,

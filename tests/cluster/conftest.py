@@ -1,0 +1,64 @@
+"""Session fixtures for the live control-plane tests: `make cluster-up` once, down always.
+
+The cluster is the one scripts/cluster/up.sh builds (kube-apiserver with PodSecurity and
+webhook admission, kwok nodes, KServe's CRDs and controller with its webhooks). Binaries come
+from `make cluster-tools`; a missing piece is a failure that names it, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _cluster_support import KUBECONFIG, ROOT, TOOLS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster: runs against the local control plane (make cluster-up)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks these tests; outside `make test-cluster` (CHURNOPS_CLUSTER_TESTS=1) they are
+    deselected, not skipped: `make test` does not start the control plane yet (see
+    docs/deploy.md, "A local control plane", for what that costs and what is verified)."""
+    here = Path(__file__).parent
+    ours = [i for i in items if here in Path(str(i.fspath)).parents]
+    for item in ours:
+        item.add_marker(pytest.mark.cluster)
+        item.add_marker(pytest.mark.slow)
+    if ours and os.environ.get("CHURNOPS_CLUSTER_TESTS") != "1":
+        config.hook.pytest_deselected(items=ours)
+        items[:] = [i for i in items if i not in ours]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    info: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    up = subprocess.run(
+        ["bash", "scripts/cluster/up.sh"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PATH": f"{TOOLS}:{os.environ['PATH']}"},
+        timeout=900,
+    )
+    try:
+        if up.returncode != 0:
+            pytest.fail(f"make cluster-up failed:\n{up.stderr[-4000:]}{up.stdout}", pytrace=False)
+        info = json.loads(up.stdout.strip().splitlines()[-1])
+        yield Cluster(KUBECONFIG, info)
+    finally:
+        subprocess.run(["bash", "scripts/cluster/down.sh"], capture_output=True, cwd=ROOT)

@@ -1,0 +1,72 @@
+"""The InferenceService specs KServeTarget writes (pure functions; the live API server and
+KServe controller check the same paths in tests/cluster)."""
+
+from __future__ import annotations
+
+import pytest
+
+from churnops.rollout.adapter import (
+    KServeTarget,
+    canary_name,
+    model_uri_of,
+    with_model_uri,
+)
+
+
+def spec(*env: tuple[str, str]) -> dict:
+    return {
+        "predictor": {
+            "containers": [
+                {"name": "kserve-container", "env": [{"name": k, "value": v} for k, v in env]}
+            ]
+        }
+    }
+
+
+def test_model_uri_without_storage_replaces_the_server_uri() -> None:
+    new = with_model_uri(spec(("CHURNOPS_MODEL_URI", "models:/churn/1")), "models:/churn/2")
+    assert model_uri_of(new) == "models:/churn/2"
+
+
+def test_model_uri_with_storage_moves_the_download_and_keeps_the_local_dir() -> None:
+    old = spec(
+        ("CHURNOPS_MODEL_URI", "/mnt/models"),
+        ("STORAGE_URI", "pvc://a/1"),
+        ("CHURNOPS_SOURCE_MODEL_URI", "models:/churn/1"),
+    )
+    new = with_model_uri(old, "models:/churn/2", "pvc://a/2")
+    env = {e["name"]: e["value"] for e in new["predictor"]["containers"][0]["env"]}
+    assert env == {
+        "CHURNOPS_MODEL_URI": "/mnt/models",
+        "STORAGE_URI": "pvc://a/2",
+        "CHURNOPS_SOURCE_MODEL_URI": "models:/churn/2",
+    }
+    assert model_uri_of(new) == "models:/churn/2"
+    with pytest.raises(ValueError, match="storage URI"):
+        with_model_uri(old, "models:/churn/2")
+
+
+def test_canary_names_are_dns_labels_distinct_from_the_stable_name() -> None:
+    assert canary_name("models:/churn/7", None) == "v7"
+    assert canary_name("models:/churn/7", "v7") == "v7-canary"
+    assert canary_name("models:/churn@champion", None) == "vchampion"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "status", "mode"),
+    [
+        ("Standard", None, "Standard"),
+        ("RawDeployment", None, "Standard"),
+        ("Serverless", None, "Serverless"),
+        ("Knative", None, "Serverless"),
+        (None, "Standard", "Standard"),
+        (None, None, "Serverless"),
+    ],
+)
+def test_deployment_mode_as_kserve_names_it(annotation, status, mode) -> None:
+    obj: dict = {"metadata": {"annotations": {}}, "status": {}}
+    if annotation:
+        obj["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] = annotation
+    if status:
+        obj["status"]["deploymentMode"] = status
+    assert KServeTarget.mode_of(obj) == mode
