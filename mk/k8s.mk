@@ -1,4 +1,4 @@
-# Kubernetes targets: tools, offline validation, kind cluster, images, deploy, e2e.
+# Kubernetes targets: tools, offline validation, kind cluster, deploy, e2e (images: mk/images.mk).
 # Included by the top-level Makefile (VENV, PY, TOOLS, CHURNOPS come from there).
 # Third-party versions: manifests/versions.env. Design and usage: docs/deploy.md.
 
@@ -7,17 +7,14 @@ KIND_CLUSTER ?= churnops
 NAMESPACE    ?= churnops
 RELEASE      ?= churnops
 REGISTRY     ?=
-DOCKER       ?= docker
 KIND         ?= kind
-IMAGE_TAG    := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/churnops/Chart.yaml)
-IMAGE_PREFIX := $(if $(REGISTRY),$(REGISTRY)/,)
 K8S_ENV      := KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RELEASE) \
                 REGISTRY=$(REGISTRY) CLUSTER=$(CLUSTER) TOOLS=$(TOOLS) CHURNOPS=$(CHURNOPS)
 
 # `make test` renders and validates the chart: it needs helm, kubectl and checkov.
 TEST_DEPS += tools
 
-.PHONY: tools chart-assets k8s-validate kind-up images deploy pipeline-run e2e kind-down
+.PHONY: tools chart-assets k8s-validate kind-up deploy pipeline-run e2e kind-down
 
 tools: ## helm v4.1 + kubectl v1.35 into .tools/bin, checkov into .tools/checkov-venv (idempotent)
 	@bash scripts/install-tools.sh $(TOOLS)
@@ -30,18 +27,6 @@ k8s-validate: setup tools ## offline: helm lint/template, K8s + CRD schemas, pol
 
 kind-up: tools ## kind cluster + cert-manager, Knative/Kourier, KServe, KFP, kube-prometheus-stack; waits
 	@$(K8S_ENV) bash scripts/kind-up.sh
-
-images: ## build churnops/components + churnops/serving:<appVersion>; kind: load; CLUSTER=cloud: push to REGISTRY
-	$(DOCKER) build -f components/Dockerfile -t $(IMAGE_PREFIX)churnops/components:$(IMAGE_TAG) .
-	$(DOCKER) build -f serving/Dockerfile -t $(IMAGE_PREFIX)churnops/serving:$(IMAGE_TAG) .
-ifeq ($(CLUSTER),kind)
-	$(KIND) load docker-image --name $(KIND_CLUSTER) \
-	  $(IMAGE_PREFIX)churnops/components:$(IMAGE_TAG) $(IMAGE_PREFIX)churnops/serving:$(IMAGE_TAG)
-else
-	@test -n "$(REGISTRY)" || { echo "CLUSTER=$(CLUSTER) needs REGISTRY=<registry/prefix>" >&2; exit 2; }
-	$(DOCKER) push $(IMAGE_PREFIX)churnops/components:$(IMAGE_TAG)
-	$(DOCKER) push $(IMAGE_PREFIX)churnops/serving:$(IMAGE_TAG)
-endif
 
 deploy: tools chart-assets ## helm upgrade --install churnops (CLUSTER=kind|cloud), wait, print endpoints
 	@$(K8S_ENV) bash scripts/deploy.sh
