@@ -17,7 +17,7 @@ from _docker import docker, run_detached
 from churnops import processes
 from churnops.data import contract
 from churnops.data.generate import GeneratorConfig, generate
-from churnops.serving.validation import records_to_columns
+from churnops.testing import records_to_columns
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 
