@@ -9,10 +9,9 @@ from typing import Any
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     from churnops import tracking
-    from churnops.errors import PromotionRejected
     from churnops.rollout.adapter import KServeTarget
     from churnops.rollout.analysis import AnalysisConfig
-    from churnops.rollout.deploy import canary
+    from churnops.rollout.deploy import canary, require_served
 
     tracking.connect(args.tracking_uri)
     steps = tuple(int(s) for s in args.steps.split(","))
@@ -34,13 +33,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         prometheus_url=args.prometheus_url,
         config=config,
     )
-    if result["outcome"] == "rolled_back":
-        err = PromotionRejected(
-            f"canary v{args.version} rolled back: {result['decisions'][-1]['reason']}"
-        )
-        err.result = {**result, "deployment_mode": mode}
-        raise err
-    return {**result, "deployment_mode": mode}
+    # rolled_back and no_traffic both leave the new version unserved: a non-zero exit either way
+    # (the Job and the pipeline's deploy step must not report success).
+    return require_served({**result, "deployment_mode": mode})
 
 
 def _rollback(args: argparse.Namespace) -> dict[str, Any]:
