@@ -44,11 +44,11 @@ def pyfunc_scores(champion: dict, rows: list[dict]) -> np.ndarray:
     import pandas as pd
 
     from churnops import tracking
-    from churnops.model.features import model_input
 
     tracking.connect(champion["tracking_uri"])
     model = mlflow.pyfunc.load_model(f"models:/churn/{champion['version']}")
-    return np.asarray(model.predict(model_input(pd.DataFrame(rows))))[:, 1]
+    # pyfunc answers like the server: a frame with churn_probability, churn, model_version.
+    return model.predict(pd.DataFrame(rows))["churn_probability"].to_numpy()
 
 
 def start_server(images: dict, *args: str, options: tuple[str, ...] = ()):
