@@ -317,6 +317,17 @@ def _load_extensions() -> None:
                 raise
 
 
+# Top-level modules of the optional extras in pyproject.toml -> the extra that brings them.
+_EXTRA_OF = {
+    "kfp": "training",
+    "matplotlib": "training",
+    "kserve": "serving",
+    "msgspec": "serving",
+    "kubernetes": "rollout",
+    "dvc": "dvc",
+}
+
+
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
@@ -334,6 +345,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as err:
+        # An install without the extra this command needs (pip install churnops[<role>]).
+        extra = _EXTRA_OF.get((err.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"error: this command needs {err.name!r}: pip install 'churnops[{extra}]'",
+            file=sys.stderr,
+        )
+        return errors.UsageError.exit_code
     except OSError as err:  # a path the user gave: missing, not writable, a directory
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return errors.DataSourceError.exit_code

@@ -43,7 +43,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(venv / "bin" / "python"),
             "-c",
             str(ROOT / "requirements" / "constraints.txt"),
-            str(wheel),
+            # the pipeline commands are the training role's (kfp, full mlflow)
+            f"churnops[training] @ {wheel.as_uri()}",
         ],
         check=True,
     )

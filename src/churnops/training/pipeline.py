@@ -97,9 +97,9 @@ def train_candidates_local(
     return dsl.Collected(_train(train, candidates, seed, search_rows).outputs["Output"])
 
 
-def build(*, cluster: bool = True, local_deploy: bool = False):  # type: ignore[no-untyped-def]
+def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
     """The pipeline function, for a cluster (exit handler, kfp-kubernetes wiring) or kfp.local
-    (``local_deploy``: include the deploy task, for ``--deploy local``)."""
+    (the deploy task runs when ``deploy_target`` is not ``none``)."""
 
     def body(
         data_uri: str,
@@ -216,10 +216,16 @@ def build(*, cluster: bool = True, local_deploy: bool = False):  # type: ignore[
         if cluster:
             with dsl.If(registered.outputs["promoted"] == True, name="gate-promoted"):  # noqa: E712 - KFP expression
                 deploy()
-        elif local_deploy:
+        else:
             # kfp.local cannot resolve a dsl.If on a task output (the branch is skipped
             # silently): locally the deploy task runs and skips itself unless promoted.
-            deploy()
+            # The one-item loop is what makes kfp.local use its control-flow orchestrator:
+            # it looks for conditions and loops at the root only, and its plain one cannot
+            # run the nested ParallelFor (an "Unknown value type" error on the loop item).
+            # Not a dsl.If on deploy_target: kfp.local mangles conditions on parameters
+            # into invalid Python and skips the branch. deploy_target "none" deploys nothing.
+            with dsl.ParallelFor(["deploy"], name="deploy-local"):
+                deploy()
 
     def pipeline(
         data_uri: str,

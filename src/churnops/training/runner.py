@@ -209,7 +209,7 @@ def run_local(
     root.mkdir(parents=True, exist_ok=True)
     run_key = f"local-{uuid.uuid4().hex[:12]}"
     log_path = root / "logs" / f"{run_key}.log"
-    pipeline = build(cluster=False, local_deploy=deploy_target != "none")
+    pipeline = build(cluster=False)
     state, error = "SUCCEEDED", None
     log(f"pipeline: running {pipeline.name} locally (run key {run_key}); outputs under {root}")
     log(f"pipeline: step logs in {log_path}")
