@@ -40,6 +40,39 @@ def log_validation(report: ValidationReport, run_id: str) -> None:
     client.set_tag(run_id, "validation", "passed" if report.ok else "failed")
 
 
+def _dvc_source(uri: str) -> Any:
+    """An MLflow dataset source for a ``dvc://<repo>#<path>@<rev>`` URI (source type "dvc")."""
+    from mlflow.data.dataset_source import DatasetSource
+
+    class DvcDatasetSource(DatasetSource):
+        def __init__(self, uri: str) -> None:
+            self.uri = uri
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "dvc"
+
+        def load(self, **kwargs: Any) -> str:
+            return self.uri
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return isinstance(raw_source, str) and raw_source.startswith("dvc://")
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> DvcDatasetSource:
+            return cls(raw_source)
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": self.uri}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]) -> DvcDatasetSource:
+            return cls(source_dict["uri"])
+
+    return DvcDatasetSource(uri)
+
+
 def log_dataset(run_id: str, data: Ingested, data_uri: str) -> None:
     """The training table as the run's MLflow dataset input (source, digest, schema)."""
     from pathlib import Path
@@ -53,7 +86,8 @@ def log_dataset(run_id: str, data: Ingested, data_uri: str) -> None:
 
     dataset = from_pandas(
         data.frame.head(0),
-        source=data_uri,
+        # MLflow has no resolver for dvc:// (from_pandas would refuse the string).
+        source=_dvc_source(data_uri) if is_dvc(data_uri) else data_uri,
         targets=contract.LABEL.name,
         name=Path(data_uri).name,
         digest=data.digest[:32],
