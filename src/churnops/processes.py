@@ -189,3 +189,16 @@ def start_prometheus(
     )
     proc.extra["config_path"] = config_path
     return proc
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts as alive)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

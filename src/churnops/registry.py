@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from churnops import processes
 from churnops.errors import (
     ChampionChanged,
     ModelLoadError,
@@ -473,7 +474,7 @@ def repair(name: str, *, keep_run_id: str | None = None) -> dict[str, list[str]]
     )
     for run in stuck:
         pid = int(run.data.tags.get(PID_TAG, "0") or 0)
-        if run.info.run_id == keep_run_id or _alive(pid):
+        if run.info.run_id == keep_run_id or processes.pid_alive(pid):
             continue
         retry(partial(client.set_terminated, run.info.run_id, "FAILED"), what="mark run FAILED")
         retry(
@@ -505,16 +506,6 @@ def repair(name: str, *, keep_run_id: str | None = None) -> dict[str, list[str]]
         removed.append(str(mv.version))
     return {"failed_runs": failed, "removed_versions": removed}
 
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

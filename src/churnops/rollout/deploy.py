@@ -21,7 +21,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from churnops import registry, tracking
+from churnops import processes, registry, tracking
 from churnops.errors import PromotionRejected
 from churnops.progress import log
 from churnops.rollout import analysis
@@ -183,16 +183,6 @@ def _kill(pid: int | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 15)
 
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -219,7 +209,7 @@ class LocalServers:
 
     def running(self) -> bool:
         """A stable server is recorded and its process is alive."""
-        return _alive(self.read().get("pid"))
+        return processes.pid_alive(self.read().get("pid"))
 
     def state(self) -> ServingState:
         record = self.read()
