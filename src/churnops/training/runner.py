@@ -166,9 +166,18 @@ def failure_cause(log_path: Path) -> str | None:
     return None
 
 
-def _failed_task(error: BaseException) -> str | None:
+def _failed_task(error: BaseException, log_path: Path) -> str | None:
     match = re.search(r"Inner task failed: (.+?)\.?$", _ANSI.sub("", str(error)))
-    return match[1].replace("'", "").strip() if match else None
+    task = match[1].replace("'", "").strip(" .") if match else ""
+    if task:
+        return task
+    # kfp.local's control-flow orchestrator leaves the task chain empty: the step log names it.
+    try:
+        text = _ANSI.sub("", log_path.read_text(errors="replace"))
+    except OSError:
+        return None
+    failed = re.findall(r"Task '([^']+)' finished with status FAILURE", text)
+    return failed[-1] if failed else None
 
 
 def run_local(
@@ -252,7 +261,7 @@ def run_local(
         )
     result["aliases"] = registry.aliases(model_name)
     if error is not None:
-        task = _failed_task(error) or "a task"
+        task = _failed_task(error, log_path) or "a task"
         cause = failure_cause(log_path) or str(error)
         result.update(failed_task=task, cause=cause)
         failure = PipelineFailed(f"pipeline failed at {task}: {cause} (step logs: {log_path})")
