@@ -85,7 +85,7 @@ class KfpClient:
             with urllib.request.urlopen(request, timeout=10):
                 pass
         except Exception as err:
-            raise KfpUnavailable(f"KFP at {self.host}: healthz failed: {err}") from err
+            raise KfpUnavailable(f"KFP at {self.host}: {_reason(err)}") from err
 
     @property
     def client(self) -> Any:

@@ -64,21 +64,28 @@ def test_racing_promotions_keep_a_consistent_alias_history(mlflow_server, tmp_pa
         subprocess.Popen(
             [sys.executable, "-c", RACER, mlflow_server, "race", str(tmp_path), *vs],
             stdout=subprocess.PIPE,
+            stderr=(tmp_path / f"racer-{i}.log").open("w"),
             text=True,
         )
-        for vs in mine
+        for i, vs in enumerate(mine)
     ]
+
+    def line(i: int, p: subprocess.Popen) -> dict:
+        text = p.stdout.readline()  # type: ignore[union-attr]
+        assert text, f"racer {i} exited {p.wait(60)}: {(tmp_path / f'racer-{i}.log').read_text()}"
+        return json.loads(text)
+
     champion = versions[0]
     for round_ in range(rounds):
         expected = {f"ready-{round_}-{vs[round_]}" for vs in mine}
         deadline = time.monotonic() + 600
-        while not expected <= {p.name for p in tmp_path.iterdir()}:
+        while not expected <= {p.name for p in tmp_path.glob("ready-*")}:
             assert time.monotonic() < deadline, "racers did not get ready"
             assert all(p.poll() is None for p in procs), "a racer died"
             time.sleep(0.05)
         (tmp_path / f"go-{round_}").touch()
         # Every racer's line of this round: its version became champion replacing another.
-        results = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
+        results = [line(i, p) for i, p in enumerate(procs)]
         promoted = {r["version"] for r in results}
         replaced = [r["aliases"]["previous-champion"] for r in results]
         assert all(r["aliases"]["champion"] == r["version"] for r in results)

@@ -148,7 +148,7 @@ def test_content_length_over_the_limit_is_refused_before_reading(limited_server)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     r = requests.post(
         f"{limited_server.url}{V1}",
-        json={"instances": [GOOD] * (MAX_BODY // 500)},
+        json={"instances": [GOOD] * (2 * MAX_BODY // len(json.dumps(GOOD)))},  # twice the limit
         timeout=30,
     )
     assert r.status_code == 413 and "--max-body-bytes" in r.json()["error"]

@@ -278,7 +278,7 @@ def test_no_network_policy_admits_a_whole_namespace_to_mlflow_or_the_predictor(
 
 
 def test_monitoring_reaches_only_metrics_ports(render: Render) -> None:
-    metrics_ports = {8080, 9091, 5000}  # model server, queue-proxy, MLflow (/metrics on its port)
+    metrics_ports = {8080, 9091, 5000, 9096}  # model server, queue-proxy, MLflow, alert receiver
     for n in render.of_kind("NetworkPolicy"):
         for rule in n["spec"].get("ingress", []):
             monitoring = [
@@ -292,6 +292,12 @@ def test_monitoring_reaches_only_metrics_ports(render: Render) -> None:
             if not monitoring:
                 continue
             ports = {p["port"] for p in rule["ports"]}
+            if all(p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                   == "alertmanager" for p in monitoring):
+                # Alertmanager (and only it) posts alerts to the receiver's webhook port.
+                assert n["metadata"]["name"] == "churnops-alert-receiver", n["metadata"]["name"]
+                assert ports == {9095}, ports
+                continue
             assert ports <= metrics_ports, (n["metadata"]["name"], ports)
             if _selects(n, PREDICTOR_LABELS):
                 assert 8012 not in ports

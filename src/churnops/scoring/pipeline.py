@@ -7,8 +7,6 @@ rows per second) and Markdown (the JSON line a user of ``churnops score`` reads)
 scores and rejects go to the URIs given, as with the command.
 """
 
-from __future__ import annotations
-
 from functools import partial
 from pathlib import Path
 
