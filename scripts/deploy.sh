@@ -92,7 +92,7 @@ revision=$(helm status "$RELEASE" --namespace "$NAMESPACE" -o json | python3 -c 
   echo
   kubectl -n "$NAMESPACE" get inferenceservice,deploy,statefulset,svc
   echo
-  helm status "$RELEASE" --namespace "$NAMESPACE" --show-resources=false | sed -n '/^NOTES:/,$p'
+  helm status "$RELEASE" --namespace "$NAMESPACE" | sed -n '/^NOTES:/,$p'
 } >&2
 printf '{"ok": true, "release": "%s", "namespace": "%s", "revision": %s, "cluster": "%s", "inferenceservice_ready": %s}\n' \
   "$RELEASE" "$NAMESPACE" "$revision" "$CLUSTER" "$([[ "$ready" == True ]] && echo true || echo false)"

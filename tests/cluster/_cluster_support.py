@@ -72,8 +72,15 @@ def get(kind: str, name: str | None = None, namespace: str = NAMESPACE, **kw: An
     return obj["items"] if name is None else obj
 
 
-def eventually(check: Callable[[], Any], what: str, timeout: float = 90, every: float = 1) -> Any:
-    """Poll ``check`` until it returns a truthy value; fail naming ``what`` and the last value."""
+def eventually(
+    check: Callable[[], Any],
+    what: str,
+    timeout: float = 90,
+    every: float = 1,
+    describe: Callable[[], Any] | None = None,
+) -> Any:
+    """Poll ``check`` until it returns a truthy value; fail naming ``what`` and the last value
+    (or what ``describe`` says of the state then)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -81,6 +88,8 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 90, every: 
         if last:
             return last
         time.sleep(every)
+    if describe is not None:
+        last = describe()
     pytest.fail(f"{what}: not reached in {timeout:.0f}s (last: {last!r})", pytrace=False)
 
 

@@ -43,7 +43,11 @@ def test_first_install_upgrade_and_rollback(cluster) -> None:
         isvc = get("inferenceservice", "churn")
         assert isvc["spec"]["predictor"]["maxReplicas"] == 5
 
-        helm("rollback", "churnops", "1", "-n", NAMESPACE, "--wait", "--timeout", "5m")
+        # --wait=legacy as deploy.sh waits: Helm 4's default watcher compares the
+        # InferenceService's generation with status.observedGeneration, which KServe's Standard
+        # mode copies from the predictor Deployment; a rollback that changes only the HPA
+        # leaves the Deployment (and so observedGeneration) alone, and the watcher never ends.
+        helm("rollback", "churnops", "1", "-n", NAMESPACE, "--wait=legacy", "--timeout", "5m")
         history = json.loads(helm("history", "churnops", "-n", NAMESPACE, "-o", "json").stdout)
         assert [h["status"] for h in history][-1] == "deployed" and len(history) == 3
         assert get("inferenceservice", "churn")["spec"]["predictor"]["maxReplicas"] == 4

@@ -151,6 +151,14 @@ def replicas(name: str) -> int | None:
     return None if d is None else d["spec"]["replicas"]
 
 
+def canary_share_reconciled(percent: int) -> bool:
+    isvc = get("inferenceservice", ISVC)
+    status = isvc.get("status") or {}
+    return status.get("observedGeneration") == isvc["metadata"]["generation"] and [
+        c.get("trafficPercent") for c in status.get("canaryStatuses") or []
+    ] == [percent]
+
+
 def run_canary(kube, servers, mlflow, versions, version_key: str, *, chaos=None):
     url, _ = mlflow
     client = MlflowClient(url)
@@ -164,7 +172,10 @@ def run_canary(kube, servers, mlflow, versions, version_key: str, *, chaos=None)
 
     def observed(percent: int) -> None:
         original(percent)
-        # What KServe derived from this step: the canary Deployment's fixed replicas.
+        # What KServe derived from this step, once it has reconciled it (the status reports
+        # this share for the current generation; until then the Deployment still has the
+        # previous step's replicas): the canary Deployment's fixed replicas.
+        eventually(lambda: canary_share_reconciled(percent), f"KServe reconciled {percent}%")
         seen.append((percent, eventually(lambda: replicas(name), f"{name} at {percent}%"), []))
 
     target.set_canary_percent = observed  # type: ignore[method-assign]
