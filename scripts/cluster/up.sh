@@ -105,13 +105,24 @@ for crd in podmonitors servicemonitors prometheusrules alertmanagerconfigs; do
     kubectl apply --server-side --force-conflicts \
         -f "$PROMOP_SRC/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml" >/dev/null
 done
-pending=""
+# Established, then served: the KServe controller's REST mapper reads discovery once at start
+# and exits ("no matches for kind InferenceService") if the group is not served yet. (A
+# jsonpath over .status.conditions fails, with empty output, on a CRD that has no conditions
+# yet, and so does `kubectl wait` at once: it is retried until it succeeds.)
+established=""
 for _ in $(seq 60); do
-    pending=$(kubectl get crd -o jsonpath='{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Established")].status}{"\n"}{end}' | grep -v '=True$' || true)
-    [ -z "$pending" ] && break
+    kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null 2>"$STATE/crds.err" && { established=1; break; }
+    sleep 2
+done
+[ -n "$established" ] || die "CRDs not established in 120s: $(head -n 2 "$STATE/crds.err")"
+served=""
+for _ in $(seq 60); do
+    served=$(kubectl api-resources --api-group=serving.kserve.io -o name 2>/dev/null | grep -c '^inferenceservices\.' || true)
+    [ "$served" = 1 ] && kubectl get inferenceservices -A >/dev/null 2>&1 && kubectl get podmonitors -A >/dev/null 2>&1 && break
+    served=""
     sleep 1
 done
-[ -z "$pending" ] || die "CRDs not established: $pending"
+[ -n "$served" ] || die "the API server does not serve serving.kserve.io/monitoring.coreos.com 60s after the CRDs were established"
 
 # ---- kserve namespace, inferenceservice-config --------------------------------------------
 kubectl apply --server-side -f - >/dev/null <<EOF
