@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import pytest
+import requests
 from _cluster_support import (
     CHART,
     KUBECONFIG,
@@ -159,6 +161,17 @@ def canary_share_reconciled(percent: int) -> bool:
     ] == [percent]
 
 
+def warm_up(url: str, n: int = 30) -> None:
+    """Predictions before the canary takes traffic, as the stable server has had: the first
+    calls of a fresh server are slower, and on a loaded machine that alone put the canary's
+    p99 above the stable one's plus the slack (a rollback of a healthy version). They end
+    before the first analysis window (REHEARSAL.interval_seconds) starts."""
+    with requests.Session() as session:
+        for record in sample_records()[:n]:
+            session.post(f"{url}/v1/models/churn:predict", json={"instances": [record]}, timeout=5)
+    time.sleep(2)  # Prometheus scrapes every second: the counters include the warm-up
+
+
 def run_canary(kube, servers, mlflow, versions, version_key: str, *, chaos=None):
     url, _ = mlflow
     client = MlflowClient(url)
@@ -182,11 +195,13 @@ def run_canary(kube, servers, mlflow, versions, version_key: str, *, chaos=None)
     with start_model_server(
         f"models:/{MODEL}/{version}", url, port=servers["ports"]["canary"],
         log_path=servers["logs"] / f"canary-{version_key}.log", env=chaos or {},
-    ), Traffic(target, sample_records()):  # fmt: skip
-        result = canary(
-            target, model_name=MODEL, version=version,
-            prometheus_url=servers["prometheus"], config=REHEARSAL,
-        )  # fmt: skip
+    ):  # fmt: skip
+        warm_up(target.canary_url)
+        with Traffic(target, sample_records()):
+            result = canary(
+                target, model_name=MODEL, version=version,
+                prometheus_url=servers["prometheus"], config=REHEARSAL,
+            )  # fmt: skip
     return result, target, seen, name
 
 
