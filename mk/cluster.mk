@@ -2,11 +2,12 @@
 # Included by the top-level Makefile (VENV, PY, TOOLS come from there). Versions:
 # manifests/versions.env. Binaries are cached in ~/.cache/churnops/<component>-<version>/.
 
-# tests/cluster runs in `make test` (TEST_DEPS += cluster-tools below: the binaries are built
-# first, from ~/.cache/churnops/ in seconds when warm) and alone with `make test-cluster`; the
-# session fixture starts the cluster (scripts/cluster/up.sh) and stops it (down.sh) itself.
-# Cost: docs/deploy.md, "A local control plane".
-TEST_DEPS += cluster-tools
+# tests/cluster runs with `make test-cluster` (the session fixture starts and stops the cluster
+# itself; CHURNOPS_CLUSTER_TESTS=1 selects it). Not yet part of `make test`: 13 of its 14 tests
+# pass on the live control plane, test_canary_is_promoted_on_the_live_inferenceservice does
+# not (docs/deploy.md, "A local control plane"); and a cold `make cluster-tools` on a 2-core
+# machine takes longer than CI's budget. Once both are settled, add
+# `TEST_DEPS += cluster-tools` and drop the deselection in tests/cluster/conftest.py.
 
 .PHONY: cluster-tools cluster-up cluster-down test-cluster
 
@@ -20,4 +21,4 @@ cluster-down: ## stop the local control plane and the KServe controller, remove 
 	@TOOLS=$(TOOLS) PY=$(PY) bash scripts/cluster/down.sh
 
 test-cluster: setup tools cluster-tools ## tests/cluster: chart, KServe webhooks/controller, RBAC, deploy.sh, canary on the local control plane
-	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
+	CHURNOPS_CLUSTER_TESTS=1 $(PY) -m pytest tests/cluster $(PYTEST_ARGS)
