@@ -69,7 +69,9 @@ class Traffic:
     """Single-record V1 requests from concurrent clients, split by the target's canary share.
 
     ``workers`` clients each send ``rate / workers`` requests per second, so one slow side
-    does not throttle the other. Use as a context manager; ``sent`` counts requests per side.
+    does not throttle the other. ``model`` is the name both servers serve under (the
+    InferenceService's, or the registered model's for ``--deploy local``). Use as a context
+    manager; ``sent`` counts requests per side.
     """
 
     def __init__(
@@ -80,8 +82,10 @@ class Traffic:
         rate: float = 80.0,
         workers: int = 16,
         seed: int = 0,
+        model: str = "churn",
     ):
         self.target, self.records, self.rate, self.workers = target, records, rate, workers
+        self.model = model
         self.sent = {"stable": 0, "canary": 0}
         self._stop = threading.Event()
         self._threads = [
@@ -103,7 +107,7 @@ class Traffic:
             record = self.records[i % len(self.records)]
             with contextlib.suppress(requests.RequestException):
                 session.post(
-                    f"{url}/v1/models/churn:predict", json={"instances": [record]}, timeout=5
+                    f"{url}/v1/models/{self.model}:predict", json={"instances": [record]}, timeout=5
                 )
             self.sent["canary" if to_canary else "stable"] += 1
             i += self.workers

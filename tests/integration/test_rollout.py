@@ -45,7 +45,8 @@ def versions(mlflow_server: str, data_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
-    return {"stable": processes.free_port(), "canary": processes.free_port()}
+    # "deployed": the stable server of the kfp.local deploy test (served under MODEL)
+    return {name: processes.free_port() for name in ("stable", "canary", "deployed")}
 
 
 @pytest.fixture(scope="module")
@@ -265,8 +266,30 @@ def _deploy_component():
     return deploy_canary
 
 
+@pytest.fixture
+def deployed_stable(versions, mlflow_server, ports, tmp_path):
+    """The stable server as an earlier `--deploy local` left it: served under the registered
+    model's name (the module's ``stable`` serves under the InferenceService's, ``churn``)."""
+    with start_model_server(
+        f"models:/{MODEL}/{versions['stable']}",
+        mlflow_server,
+        port=ports["deployed"],
+        model_name=MODEL,
+        log_path=tmp_path / "stable.log",
+    ) as server:
+        yield server
+
+
 def test_rolled_back_canary_fails_the_deploy_task_under_kfp_local(
-    versions, mlflow_server, prometheus, stable, ports, records, tmp_path, monkeypatch, capfd
+    versions,
+    mlflow_server,
+    prometheus,
+    deployed_stable,
+    ports,
+    records,
+    tmp_path,
+    monkeypatch,
+    capfd,
 ):
     """The pipeline's deploy step, run by kfp.local: the new champion goes out as a canary
     next to the running stable server, errors on half its requests, is rolled back, and
@@ -278,6 +301,7 @@ def test_rolled_back_canary_fails_the_deploy_task_under_kfp_local(
     home = tmp_path / "home"
     home.mkdir()
     record = home / f"serve-{MODEL}.json"
+    stable = deployed_stable
     stable_record = {
         "outcome": "serving",
         "version": versions["stable"],
@@ -285,7 +309,7 @@ def test_rolled_back_canary_fails_the_deploy_task_under_kfp_local(
         "url": stable.url,
         "pid": stable.popen.pid,
     }
-    record.write_text(json.dumps(stable_record))  # as an earlier `--deploy local` left it
+    record.write_text(json.dumps(stable_record))
     monkeypatch.setenv("CHURNOPS_HOME", str(home))
     # Inherited by the canary server the task starts; the stable server runs already.
     monkeypatch.setenv("CHURNOPS_CHAOS_ERROR_RATIO", "0.5")
@@ -296,7 +320,7 @@ def test_rolled_back_canary_fails_the_deploy_task_under_kfp_local(
     )
     deploy_canary = _deploy_component()
     try:
-        with Traffic(RecordedSplit(record), records), pytest.raises(RuntimeError):
+        with Traffic(RecordedSplit(record), records, model=MODEL), pytest.raises(RuntimeError):
             deploy_canary(
                 model_name=MODEL,
                 version=versions["healthy"],

@@ -158,19 +158,28 @@ def peak_rss_mb(*args: str) -> tuple[float, dict]:
 
 
 @pytest.mark.slow
-def test_one_million_rows_in_bounded_memory(model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.timeout(2400)
+def test_millions_of_rows_in_bounded_memory(model_dir: Path, tmp_path: Path) -> None:
+    """1M rows, then 3M (the same export three times): the peak stays where it was.
+
+    Below about a million rows the peak still rises with the file (Arrow's CSV reader
+    reads blocks ahead until its queue is full), so the comparison starts at 1M."""
+    one = tmp_path / "customers-1000000.csv"
+    code, _, stderr = run("data", "generate", "--rows", "1000000", "--seed", "3",
+                          "--out", str(one))  # fmt: skip
+    assert code == 0, stderr
+    three = tmp_path / "customers-3000000.csv"
+    with one.open("rb") as src, three.open("wb") as dst:
+        header = src.readline()
+        body = src.read()
+        dst.write(header + body + body + body)
     sizes = {}
-    for rows in (200_000, 1_000_000):
-        data = tmp_path / f"customers-{rows}.csv"
-        code, _, stderr = run("data", "generate", "--rows", str(rows), "--seed", "3",
-                              "--out", str(data))  # fmt: skip
-        assert code == 0, stderr
+    for rows, data in ((1_000_000, one), (3_000_000, three)):
         rss, result = peak_rss_mb(
             "score", "--model-uri", str(model_dir), "--data", str(data),
             "--out", str(tmp_path / f"scores-{rows}.parquet"),
         )  # fmt: skip
         assert result["scored"] == rows
         sizes[rows] = rss
-        data.unlink()
-    # five times the rows, (about) the same peak: memory holds one batch, not the table
-    assert sizes[1_000_000] <= sizes[200_000] * 1.15 + 30, sizes
+    # three times the rows, (about) the same peak: memory holds batches, not the table
+    assert sizes[3_000_000] <= sizes[1_000_000] * 1.1 + 30, sizes

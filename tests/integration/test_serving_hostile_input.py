@@ -190,3 +190,12 @@ def test_client_disconnect_mid_body_is_499_not_500(limited_server) -> None:
     assert metric_value(text, "churnops_requests_total", code="500") == 0
     assert "Traceback" not in limited_server.log_tail(400)
     _assert_healthy(limited_server)
+
+
+def test_a_local_server_binds_loopback_only(limited_server) -> None:
+    """``start_model_server`` passes ``--host 127.0.0.1``: another address of the machine
+    (127.0.0.2 stands in for one: 0.0.0.0 would accept it) is refused."""
+    port = limited_server.extra["port"]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", port), timeout=5).close()
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -292,8 +292,11 @@ def test_monitoring_reaches_only_metrics_ports(render: Render) -> None:
             if not monitoring:
                 continue
             ports = {p["port"] for p in rule["ports"]}
-            if all(p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
-                   == "alertmanager" for p in monitoring):
+            if all(
+                p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                == "alertmanager"
+                for p in monitoring
+            ):
                 # Alertmanager (and only it) posts alerts to the receiver's webhook port.
                 assert n["metadata"]["name"] == "churnops-alert-receiver", n["metadata"]["name"]
                 assert ports == {9095}, ports

@@ -147,6 +147,9 @@ def start(
         deadline_seconds=deadline_seconds,
         # Scraped pods carry their namespace; local servers are scraped as plain targets.
         selector=f'namespace="{namespace}"' if target == "kserve" else "",
+        # The predictor serves under the InferenceService's name; a local server (as
+        # `--deploy local` starts it) under the registered model's.
+        served_model=inference_service if target == "kserve" else model_name,
     )
     result = canary(
         serving,

@@ -30,6 +30,12 @@ def register(subparsers: Any) -> None:
         help="MLflow tracking/registry URI, as every churnops command "
         "(default: $MLFLOW_TRACKING_URI or %(default)s)",
     )
+    p.add_argument(
+        "--host",
+        default=_env("CHURNOPS_HOST", "0.0.0.0"),
+        help="address to bind (default 0.0.0.0, as in a pod; 127.0.0.1 keeps a local "
+        "server off the network; env CHURNOPS_HOST)",
+    )
     p.add_argument("--http-port", type=int, default=int(_env("CHURNOPS_HTTP_PORT", "8080")))
     p.add_argument(
         "--model-name", default=_env("CHURNOPS_MODEL_NAME", "churn"), help="name on the endpoints"
@@ -100,4 +106,4 @@ def _serve(args: argparse.Namespace) -> None:
         max_body_bytes=max_body_bytes,
         body_timeout=body_timeout,
     )
-    serve(config, http_port=args.http_port, access_log=args.access_log)
+    serve(config, host=args.host, http_port=args.http_port, access_log=args.access_log)

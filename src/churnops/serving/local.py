@@ -43,6 +43,8 @@ def start_model_server(
         "serve",
         "--model-uri",
         model_uri,
+        "--host",
+        "127.0.0.1",  # a local server stays off the network
         "--http-port",
         str(port),
         "--model-name",

@@ -502,12 +502,32 @@ def _configure_logging(*, access_log: bool) -> None:
     logging.getLogger("churnops.serving").setLevel(logging.INFO)
 
 
+def _bind_host(model_server: Any, host: str) -> None:
+    """Make KServe's REST server bind ``host``: KServe hard-codes 0.0.0.0 in the uvicorn
+    config its ``RESTServer`` builds, and reads nothing else before it binds."""
+    base = model_server.RESTServer
+
+    class HostRESTServer(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.config.host = host
+
+    model_server.RESTServer = HostRESTServer
+
+
 def serve(
-    config: ServeConfig, *, http_port: int = 8080, access_log: bool = False, grace_period: int = 20
+    config: ServeConfig,
+    *,
+    host: str = "0.0.0.0",
+    http_port: int = 8080,
+    access_log: bool = False,
+    grace_period: int = 20,
 ) -> None:
-    """Run the model server until SIGTERM/SIGINT (in-flight requests finish first)."""
+    """Run the model server on ``host:http_port`` until SIGTERM/SIGINT (in-flight requests
+    finish first)."""
     temp_home()
     model_server = _import_kserve()
+    _bind_host(model_server, host)
     if config.tracking_uri:
         import mlflow
 
