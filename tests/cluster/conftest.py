@@ -26,17 +26,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks these tests; outside `make test-cluster` (CHURNOPS_CLUSTER_TESTS=1) they are
-    deselected, not skipped: `make test` does not start the control plane yet (see
-    docs/deploy.md, "A local control plane", for what that costs and what is verified)."""
+    """Marks these tests (they run in `make test` and `make test-cluster`)."""
     here = Path(__file__).parent
-    ours = [i for i in items if here in Path(str(i.fspath)).parents]
-    for item in ours:
-        item.add_marker(pytest.mark.cluster)
-        item.add_marker(pytest.mark.slow)
-    if ours and os.environ.get("CHURNOPS_CLUSTER_TESTS") != "1":
-        config.hook.pytest_deselected(items=ours)
-        items[:] = [i for i in items if i not in ours]
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.slow)
 
 
 @dataclass(frozen=True)
