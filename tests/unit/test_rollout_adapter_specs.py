@@ -70,3 +70,21 @@ def test_deployment_mode_as_kserve_names_it(annotation, status, mode) -> None:
     if status:
         obj["status"]["deploymentMode"] = status
     assert KServeTarget.mode_of(obj) == mode
+
+
+def test_standard_mode_canary_has_fixed_replicas_kserve_rescales() -> None:
+    # KServe v0.20.0 rescales an existing Deployment only under autoscalerClass "none";
+    # the stable predictor's own autoscaling is not the canary's business.
+    stable = spec(
+        ("CHURNOPS_MODEL_URI", "/mnt/models"),
+        ("STORAGE_URI", "pvc://a/1"),
+        ("CHURNOPS_SOURCE_MODEL_URI", "models:/churn/1"),
+    )
+    stable["predictor"].update(minReplicas=2, maxReplicas=4)
+    target = KServeTarget("churn", "ns", api=object(), storage_uri_of=lambda u: f"pvc://a/{u[-1]}")
+    canary = target._canary_predictor(stable, "models:/churn/2")
+    assert canary["name"] == "v2"
+    assert canary["annotations"] == {"serving.kserve.io/autoscalerClass": "none"}
+    assert not {"minReplicas", "maxReplicas", "scaleTarget", "scaleMetric"} & canary.keys()
+    assert model_uri_of({"predictor": canary}) == "models:/churn/2"
+    assert "annotations" not in stable["predictor"]

@@ -10,9 +10,10 @@ KServe has two canary mechanisms, chosen by the InferenceService's deployment mo
 * **Standard** (formerly RawDeployment; KServe >= 0.20): ``spec.canary[]`` lists named canary
   predictors with a ``trafficPercent``; each becomes its own Deployment and Service
   ``{isvc}-{name}-predictor`` with fixed replicas (the stable one's replicas times the share,
-  rounded up). Promotion, as KServe documents it, sets ``spec.predictor.name`` (and the spec)
+  rounded up; the canary's autoscaler class ``none`` lets KServe rescale it at each step). Promotion, as KServe documents it, sets ``spec.predictor.name`` (and the spec)
   to the canary's and removes the canary entry, so the canary Deployment becomes the stable
-  one without a restart; rollback removes the entry. KServe's webhook requires the stable
+  one (its autoscaler class changes back, in the pod template too: one rolling update);
+  rollback removes the entry. KServe's webhook requires the stable
   predictor to carry a storage URI (``STORAGE_URI`` on the custom container) for a canary,
   so the canary gets the new version's storage URI too (``storage_uri_of``).
 
@@ -33,6 +34,8 @@ STORAGE_URI_ENV = "STORAGE_URI"
 SOURCE_URI_ENV = "CHURNOPS_SOURCE_MODEL_URI"
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+# KServe (constants.AutoscalerClass): "none" makes its Deployment reconciler own spec.replicas.
+AUTOSCALER_CLASS_ANNOTATION = "serving.kserve.io/autoscalerClass"
 SERVERLESS = "Serverless"
 STANDARD_MODES = ("Standard", "RawDeployment")
 
@@ -228,11 +231,19 @@ class KServeTarget:
 
     def _canary_predictor(self, spec: dict[str, Any], model_uri: str) -> dict[str, Any]:
         """The canary[] predictor: the stable container with the new model, a name, and no
-        autoscaling fields (KServe gives canaries fixed replicas and refuses them)."""
+        autoscaling fields (KServe gives canaries fixed replicas and refuses them).
+
+        Its autoscaler class is ``none``, which is what a fixed replica count is: KServe
+        v0.20.0 writes ``spec.replicas`` of an existing Deployment only when the Deployment's
+        annotations say ``none`` (otherwise it leaves replicas to an HPA), and the canary
+        predictor's annotations win over the InferenceService's on the canary Deployment. So
+        each step's share rescales the canary Deployment at once, and KServe keeps no HPA for
+        it. The stable predictor keeps its own autoscaling."""
         storage = self.storage_uri_of(model_uri) if _env(spec, STORAGE_URI_ENV) else None
         new = with_model_uri(spec, model_uri, storage)["predictor"]
         return {
             "name": canary_name(model_uri, spec["predictor"].get("name")),
+            "annotations": {AUTOSCALER_CLASS_ANNOTATION: "none"},
             "containers": new["containers"],
         }
 
