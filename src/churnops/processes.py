@@ -129,6 +129,13 @@ def start_mlflow(
         log_path=log_path,
         # An MLflow start takes seconds on an idle machine and minutes on a loaded one.
         timeout=float(os.environ.get("CHURNOPS_MLFLOW_START_SECONDS", "600")),
+        # MLflow 3's job runner (GenAI evaluation jobs: seven huey consumer processes) serves
+        # nothing churnops uses and costs a core for a minute at every start.
+        env={
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get(
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"
+            )
+        },
     )
 
 

@@ -199,7 +199,10 @@ def alias_lock(name: str, *, lease: float = 120.0, wait: float = 300.0) -> Itera
             )
             break
         except MlflowException as err:
-            if _code(err) != "RESOURCE_ALREADY_EXISTS":
+            # Held. MLflow answers a create that hit an existing name by reading that model
+            # back; when its holder released it in between, the create reports "does not
+            # exist" instead: held a moment ago, so try again like any other busy lock.
+            if _code(err) not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                 raise
         with contextlib.suppress(MlflowException):
             held = client.get_registered_model(lock)
