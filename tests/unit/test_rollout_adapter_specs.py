@@ -88,3 +88,23 @@ def test_standard_mode_canary_has_fixed_replicas_kserve_rescales() -> None:
     assert not {"minReplicas", "maxReplicas", "scaleTarget", "scaleMetric"} & canary.keys()
     assert model_uri_of({"predictor": canary}) == "models:/churn/2"
     assert "annotations" not in stable["predictor"]
+
+
+def test_kserve_target_reads_kubeconfig_as_set_now(tmp_path, monkeypatch) -> None:
+    """The Kubernetes client reads $KUBECONFIG once, when it is imported; a KServeTarget
+    made after KUBECONFIG was set (a pipeline step, a test session) still uses it."""
+    import kubernetes.config  # noqa: F401  (imported first, as in a long-lived process)
+
+    from churnops.rollout.adapter import KServeTarget
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        'clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]\n'
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    target = KServeTarget("churn", "churnops")
+    assert target.api.api_client.configuration.host == "https://127.0.0.1:6443"

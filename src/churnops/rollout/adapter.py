@@ -24,6 +24,7 @@ tests substitute a fake that drives local model-server processes.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -184,7 +185,8 @@ class KServeTarget:
             try:
                 config.load_incluster_config()
             except config.ConfigException:
-                config.load_kube_config()
+                # $KUBECONFIG as it is now: the client reads it once, at import time.
+                config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
             api = client.CustomObjectsApi()
         self.name, self.namespace, self.api = name, namespace, api
         self.storage_uri_of = storage_uri_of or mlflow_storage_uri
