@@ -10,12 +10,13 @@ KServe has two canary mechanisms, chosen by the InferenceService's deployment mo
 * **Standard** (formerly RawDeployment; KServe >= 0.20): ``spec.canary[]`` lists named canary
   predictors with a ``trafficPercent``; each becomes its own Deployment and Service
   ``{isvc}-{name}-predictor`` with fixed replicas (the stable one's replicas times the share,
-  rounded up; the canary's autoscaler class ``none`` lets KServe rescale it at each step). Promotion, as KServe documents it, sets ``spec.predictor.name`` (and the spec)
-  to the canary's and removes the canary entry, so the canary Deployment becomes the stable
-  one (its autoscaler class changes back, in the pod template too: one rolling update);
-  rollback removes the entry. KServe's webhook requires the stable
-  predictor to carry a storage URI (``STORAGE_URI`` on the custom container) for a canary,
-  so the canary gets the new version's storage URI too (``storage_uri_of``).
+  rounded up; the canary's autoscaler class ``none`` lets KServe rescale it at each step).
+  Promotion, as KServe documents it, sets ``spec.predictor.name`` (and the spec) to the
+  canary's and removes the canary entry, so the canary Deployment becomes the stable one (its
+  autoscaler class changes back, in the pod template too: one rolling update); rollback
+  removes the entry. KServe's webhook requires the stable predictor to carry a storage URI
+  (``STORAGE_URI`` on the custom container) for a canary, so the canary gets the new
+  version's storage URI too (``storage_uri_of``).
 
 Everything else in ``churnops.rollout`` talks to the ``ServingTarget`` protocol, so
 tests substitute a fake that drives local model-server processes.
