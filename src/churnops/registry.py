@@ -206,6 +206,8 @@ def alias_lock(name: str, *, lease: float = 120.0, wait: float = 300.0) -> Itera
                 raise
         with contextlib.suppress(MlflowException):
             held = client.get_registered_model(lock)
+            if (held.tags or {}).get("churnops.lock") == token:
+                break  # ours: the create went through and its answer was lost, then resent
             if time.time() > float((held.tags or {}).get("churnops.lock_expires", "0")):
                 log(f"registry: breaking the expired alias lock of {name}")
                 client.delete_registered_model(lock)
@@ -277,18 +279,17 @@ def register(model_uri: str, *, name: str, run_id: str, tags: dict[str, str]) ->
         return list(client.search_model_versions(f"name='{name}' and run_id='{run_id}'"))
 
     found = retry(existing, what="search versions")
-    if found:
-        version = str(found[0].version)
-        log(f"registry: run {run_id} already registered as {name} v{version}")
-    else:
-        import mlflow
-
-        def create() -> Any:
-            # A create whose answer was lost may have happened: look before creating again.
-            return (existing() or [None])[0] or mlflow.register_model(model_uri, name, tags=tags)
-
-        version = str(retry(create, what="create version").version)
     try:
+        if found:
+            version = _one_version(name, str(found[0].version), found)
+            log(f"registry: run {run_id} already registered as {name} v{version}")
+        else:
+            version = str(
+                retry(
+                    partial(_create, model_uri, name, tags, existing), what="create version"
+                ).version
+            )
+            version = _one_version(name, version, retry(existing, what="search versions"))
         tag_version(name, version, tags)
         retry(
             lambda: client.set_registered_model_alias(name, CHALLENGER, version),
@@ -297,12 +298,81 @@ def register(model_uri: str, *, name: str, run_id: str, tags: dict[str, str]) ->
     except Exception:
         if not found:
             try:
-                retry(lambda: client.delete_model_version(name, version), what="remove v" + version)
-                log(f"registry: removed half-registered {name} v{version}")
+                for removed in discard_ungated(name, run_id):
+                    log(f"registry: removed half-registered {name} v{removed}")
             except Exception as cleanup:  # the original error matters more
-                log(f"registry: could not remove half-registered v{version}: {cleanup}")
+                log(f"registry: could not remove the half-registered version: {cleanup}")
         raise
     return version
+
+
+def _create(
+    model_uri: str, name: str, tags: dict[str, str], existing: Callable[[], list[Any]]
+) -> Any:
+    """One try at creating the version (``existing``: the run's versions so far)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    # A create whose answer was lost may have happened: look before creating again.
+    if done := existing():
+        return done[0]
+    try:
+        return mlflow.register_model(model_uri, name, tags=tags)
+    except MlflowException:
+        # After creating the version, MLflow links it to its logged model and reports any
+        # failure of that link (MLflow restarting, say) as a bad parameter: the version
+        # exists, and the link is only a tag on the logged model.
+        if done := existing():
+            log(
+                f"registry: {name} v{done[0].version} created; MLflow could not link it "
+                "to its logged model"
+            )
+            return done[0]
+        raise
+
+
+def discard_ungated(name: str, run_id: str) -> list[str]:
+    """Delete the versions of ``name`` that run ``run_id`` registered and that never got a
+    gate decision: what a run that failed between registering and gating leaves behind.
+
+    Returns:
+        The removed version numbers.
+    """
+    versions = retry(
+        lambda: list(_client().search_model_versions(f"name='{name}' and run_id='{run_id}'")),
+        what="search versions",
+    )
+    removed = []
+    for mv in versions:
+        if "gate" not in (mv.tags or {}):
+            _delete_version(name, str(mv.version))
+            removed.append(str(mv.version))
+    return removed
+
+
+def _one_version(name: str, created: str, of_run: list[Any]) -> str:
+    """The run's one version: MLflow's HTTP client resends a create whose answer was lost
+    (POST included), so a run can own two. The first stays, the other copies are removed;
+    a copy already gated or aliased (an earlier try of this run) is never removed."""
+    kept = {str(mv.version) for mv in of_run if "gate" in (mv.tags or {}) or mv.aliases}
+    numbers = sorted({int(mv.version) for mv in of_run} | {int(created)})
+    first = str(min(int(v) for v in kept)) if kept else str(numbers[0])
+    for extra in (str(n) for n in numbers):
+        if extra != first and extra not in kept:
+            _delete_version(name, extra)
+            log(f"registry: removed {name} v{extra}, a second copy of v{first} (a create resent)")
+    return first
+
+
+def _delete_version(name: str, version: str) -> None:
+    """Delete a version; one already gone counts as deleted (a resent delete finds it so)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        retry(partial(_client().delete_model_version, name, version), what=f"remove v{version}")
+    except MlflowException as err:
+        if _code(err) != "RESOURCE_DOES_NOT_EXIST":
+            raise
 
 
 def champion_scores(name: str, x_test: Any) -> tuple[str, np.ndarray] | None:
@@ -502,7 +572,7 @@ def repair(name: str, *, keep_run_id: str | None = None) -> dict[str, list[str]]
             status = "DELETED"
         if status == "RUNNING":
             continue
-        retry(partial(client.delete_model_version, name, mv.version), what="remove version")
+        _delete_version(name, mv.version)
         log(
             f"registry: removed {name} v{mv.version}, left without a gate decision by run {mv.run_id}"
         )

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from mlflow import MlflowClient
@@ -20,6 +25,12 @@ from churnops.data.generate import GeneratorConfig, write
 
 # Minutes of real training in separate processes; a loaded machine needs the headroom.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
+
+
+def _train_argv(data: object, url: str, model: str) -> list[str]:
+    """``churnops train`` of one cheap candidate, as a subprocess's argv."""
+    options = ["--data", str(data), "--tracking-uri", url, "--model-name", model]
+    return [sys.executable, "-m", "churnops.cli", "train", *options, "--candidates", "logreg"]
 
 
 def _versions(client: MlflowClient, name: str, count: int) -> list[str]:
@@ -156,20 +167,7 @@ def test_an_mlflow_restart_mid_publish_leaves_nothing_half_registered(tmp_path):
     url = server.url
     data = write(GeneratorConfig(rows=1500, seed=4), tmp_path / "c.csv", show_progress=False)
     train = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "churnops.cli",
-            "train",
-            "--data",
-            str(data),
-            "--tracking-uri",
-            url,
-            "--model-name",
-            "restart",
-            "--candidates",
-            "logreg",
-        ],
+        _train_argv(data, url, "restart"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -196,8 +194,146 @@ def test_an_mlflow_restart_mid_publish_leaves_nothing_half_registered(tmp_path):
             assert train.returncode == 4, err
             assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
         for mv in client.search_model_versions("name='restart'"):
-            assert "gate" in mv.tags, f"v{mv.version} half-registered: {sorted(mv.tags)}"
+            assert "gate" in mv.tags, f"v{mv.version} half-registered: {sorted(mv.tags)}\n{err}"
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
         assert runs and all(r.info.status != "RUNNING" for r in runs)
     finally:
         server.stop()
+
+
+class AnswerLost(ThreadingHTTPServer):
+    """A proxy in front of MLflow that delivers the first request ``lose(path, body)``
+    picks but drops the connection instead of its answer, as a network cut or a server
+    killed between commit and reply does. With ``outage`` seconds, that answer is sent and
+    MLflow is then down for that long instead: every request is dropped unanswered."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, upstream: str, lose: Callable[[str, bytes], bool], outage: float = 0.0
+    ) -> None:
+        self.upstream, self.lose, self.lost = upstream, lose, 0
+        self.outage, self.down_until = outage, 0.0
+        super().__init__(("127.0.0.1", 0), _Forward)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Forward(BaseHTTPRequestHandler):
+    server: AnswerLost
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if time.monotonic() < self.server.down_until:
+            self.close_connection = True
+            return  # MLflow is down: nothing reaches it, nothing comes back
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        request = urllib.request.Request(
+            self.server.upstream + self.path,
+            data=body or None,
+            headers=headers,
+            method=self.command,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=300) as answer:
+                status, reply, content = answer.status, answer.headers, answer.read()
+        except urllib.error.HTTPError as err:
+            status, reply, content = err.code, err.headers, err.read()
+        if not self.server.lost and self.server.lose(self.path.split("?")[0], body):
+            self.server.lost += 1
+            if self.server.outage:
+                self.server.down_until = time.monotonic() + self.server.outage
+            else:
+                self.close_connection = True
+                return  # delivered upstream, answer never sent
+        self.send_response(status)
+        for key, value in reply.items():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _after_version_created(picks: Callable[[str], bool]) -> Callable[[str, bytes], bool]:
+    """Picks the first request ``picks`` matches once a model version create went by."""
+    created: list[str] = []
+
+    def pick(path: str, body: bytes) -> bool:
+        if path.endswith("/model-versions/create"):
+            created.append(path)
+            return False
+        return bool(created) and picks(path)
+
+    return pick
+
+
+LOST_ANSWERS = {
+    # MLflow's HTTP client resends a request whose answer was lost (POST included):
+    # the version is created twice unless churnops notices,
+    "create version": lambda path, body: path.endswith("/model-versions/create"),
+    # and the alias lock it took must not look held by someone else.
+    "take the alias lock": lambda path, body: (
+        path.endswith("/registered-models/create") and b"alias-lock" in body
+    ),
+}
+
+
+@pytest.mark.parametrize("lost", LOST_ANSWERS)
+def test_a_lost_answer_registers_one_version_and_promotes_it(mlflow_server, tmp_path, lost):
+    model = "lost-" + lost.replace(" ", "-")
+    proxy = AnswerLost(mlflow_server, LOST_ANSWERS[lost])
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    data = write(GeneratorConfig(rows=1500, seed=5), tmp_path / "c.csv", show_progress=False)
+    try:
+        done = subprocess.run(
+            _train_argv(data, proxy.url, model),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    finally:
+        proxy.shutdown()
+    assert proxy.lost == 1, f"the proxy never saw a request to {lost}"
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    client = MlflowClient(mlflow_server, mlflow_server)
+    versions = client.search_model_versions(f"name='{model}'")
+    assert [mv.version for mv in versions] == [result["version"]]
+    assert versions[0].tags["gate"] == "passed"
+    assert client.get_registered_model(model).aliases["champion"] == result["version"]
+    assert "breaking the expired alias lock" not in done.stderr, "waited for its own lock"
+
+
+def test_mlflow_down_right_after_the_version_is_created_is_outlived(mlflow_server, tmp_path):
+    # MLflow links a new version to its logged model in two more calls; when MLflow goes
+    # down between them, it reports the link's failure as a bad parameter, not an outage.
+    model = "down-after-create"
+    proxy = AnswerLost(
+        mlflow_server,
+        _after_version_created(lambda path: re.search(r"/logged-models/m-\w+$", path) is not None),
+        outage=20.0,
+    )
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    data = write(GeneratorConfig(rows=1500, seed=6), tmp_path / "c.csv", show_progress=False)
+    try:
+        done = subprocess.run(
+            _train_argv(data, proxy.url, model), capture_output=True, text=True, timeout=1800
+        )
+    finally:
+        proxy.shutdown()
+    assert proxy.lost == 1, "the proxy never saw MLflow read the logged model back"
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["promoted"] is True
+    client = MlflowClient(mlflow_server, mlflow_server)
+    versions = client.search_model_versions(f"name='{model}'")
+    assert [mv.version for mv in versions] == [result["version"]]
+    assert versions[0].tags["gate"] == "passed"

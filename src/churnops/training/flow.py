@@ -97,6 +97,7 @@ def run_training(
             gate_config=gate_config,
         )
     except BaseException:
+        _discard_ungated(model_name, run_id)
         _end(run_id, "FAILED")
         raise
     _end(run_id, "FINISHED")
@@ -115,6 +116,15 @@ def check_candidates(names: tuple[str, ...] | list[str]) -> None:
             f"--candidates: unknown model famil{'y' if len(unknown) == 1 else 'ies'} "
             f"{', '.join(unknown)}; known: {', '.join(CANDIDATES)}"
         )
+
+
+def _discard_ungated(model_name: str, run_id: str) -> None:
+    """A failed run leaves no version behind that never got a gate decision."""
+    try:
+        for version in registry.discard_ungated(model_name, run_id):
+            log(f"train: removed {model_name} v{version}, registered by this failed run")
+    except Exception as err:  # the run's own error matters more; `registry repair` is left
+        log(f"train: could not check {model_name} for half-registered versions: {err}")
 
 
 def _end(run_id: str, status: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from churnops import tracking
+from churnops import registry, tracking
 from churnops.progress import log
 
 RUN_KEY_TAG = "churnops.run_key"
@@ -20,6 +20,14 @@ def find_run(run_key: str) -> Any | None:
         max_results=1,
     )
     return runs[0] if runs else None
+
+
+def registered_outcome(run_key: str) -> tuple[str, bool]:
+    """(registered version, promoted) that the register step recorded on the MLflow run of
+    ``run_key``; ("", False) when it registered nothing."""
+    run = find_run(run_key)
+    tags = run.data.tags if run is not None else {}
+    return tags.get("registered_version", ""), tags.get("promoted") == "true"
 
 
 def open_run(
@@ -70,14 +78,7 @@ def finalize(*, tracking_uri: str, run_key: str, state: str, model_name: str) ->
         return {"run_id": None, "state": state, "removed_versions": []}
     client = MlflowClient()
     succeeded = state.upper() == "SUCCEEDED"
-    removed = []
-    if not succeeded:
-        for mv in client.search_model_versions(
-            f"name='{model_name}' and run_id='{run.info.run_id}'"
-        ):
-            if "gate" not in (mv.tags or {}):
-                client.delete_model_version(model_name, mv.version)
-                removed.append(str(mv.version))
+    removed = [] if succeeded else registry.discard_ungated(model_name, run.info.run_id)
     client.set_tag(run.info.run_id, "churnops.pipeline_state", state)
     client.set_terminated(run.info.run_id, "FINISHED" if succeeded else "FAILED")
     return {"run_id": run.info.run_id, "state": state, "removed_versions": removed}
