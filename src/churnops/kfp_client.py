@@ -19,7 +19,18 @@ from typing import Any
 
 from churnops.errors import ChurnopsError, KfpUnavailable
 
-__all__ = ["KfpClient", "KfpUnavailable", "RunRef"]
+__all__ = [
+    "DEFAULT_SERVICE_ACCOUNT",
+    "SERVICE_ACCOUNT_ENV",
+    "KfpClient",
+    "KfpUnavailable",
+    "RunRef",
+]
+
+# The ServiceAccount the chart creates for churnops' runs (pipelineRunner.serviceAccountName)
+# and the variable its Jobs and the alert receiver get it from.
+DEFAULT_SERVICE_ACCOUNT = "churnops-pipeline-runner"
+SERVICE_ACCOUNT_ENV = "KFP_SERVICE_ACCOUNT"
 
 
 @dataclass(frozen=True)
@@ -64,11 +75,22 @@ class KfpClient:
         namespace: KFP namespace (multi-user installs); ``None`` for standalone KFP.
         token: Bearer token (multi-user installs behind an auth proxy); default
             ``$KFP_TOKEN``. Standalone KFP needs none.
+        service_account: Kubernetes ServiceAccount the runs' pods run as (the chart's
+            ``pipelineRunner.serviceAccountName``, the only one allowed to patch the
+            InferenceService); ``None``: KFP's default account.
     """
 
-    def __init__(self, host: str, *, namespace: str | None = None, token: str | None = None):
+    def __init__(
+        self,
+        host: str,
+        *,
+        namespace: str | None = None,
+        token: str | None = None,
+        service_account: str | None = None,
+    ):
         self.host = host.rstrip("/")
         self.namespace = namespace or None
+        self.service_account = service_account or None
         self.token = token if token is not None else (os.environ.get("KFP_TOKEN") or None)
         self._client: Any = None
         self._experiments: dict[str, str] = {}
@@ -155,6 +177,7 @@ class KfpClient:
             name,
             pipeline_package_path=str(package),
             params=params,
+            service_account=self.service_account,
         )
         return RunRef(str(run.run_id), name, str(run.state), _epoch(run.created_at))
 
@@ -199,6 +222,7 @@ class KfpClient:
             params=params,
             pipeline_id=pipeline_id,
             version_id=version_id,
+            service_account=self.service_account,
         )
         return RunRef(str(run.run_id), name, str(run.state), _epoch(run.created_at))
 
@@ -246,5 +270,6 @@ class KfpClient:
             version_id=version_id,
             max_concurrency=max_concurrency,
             no_catchup=True,
+            service_account=self.service_account,
         )
         return {"recurring_run_id": str(job.recurring_run_id), "replaced": replaced}

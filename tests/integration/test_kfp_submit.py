@@ -48,6 +48,8 @@ def test_schedule_is_replaced_not_duplicated(kfp: FakeKfp) -> None:
     assert job["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
     assert job["runtime_config"]["parameters"] == {"data_uri": "s3://churn-data/latest.parquet"}
     assert job["max_concurrency"] in (1, "1") and job["no_catchup"] is True
+    # its pods run as churnops' ServiceAccount, the one the chart lets patch the predictor
+    assert job["service_account"] == "churnops-pipeline-runner"
 
     second = submit(kfp, *weekly, "--params", '{"candidates": ["logreg"]}')  # a helm upgrade
     assert second["replaced"] == [first["recurring_run_id"]]
@@ -65,3 +67,10 @@ def test_submit_starts_one_run(kfp: FakeKfp) -> None:
     assert result["run_id"] == run["run_id"] and result["url"].endswith(run["run_id"])
     assert run["pipeline_version_reference"]["pipeline_version_id"] == result["version_id"]
     assert kfp.recurring_runs == []
+    assert run["service_account"] == "churnops-pipeline-runner"
+
+
+def test_submit_runs_as_the_service_account_asked_for(kfp: FakeKfp) -> None:
+    submit(kfp, "--service-account", "team-runner")
+    submit(kfp, "--service-account", "")  # KFP's default account
+    assert [r.get("service_account") or "" for r in kfp.runs] == ["team-runner", ""]

@@ -46,13 +46,13 @@ def test_pipeline_registers_and_promotes_a_champion(good_run, mlflow_server):
     assert result["state"] == "SUCCEEDED"
     assert result["promoted"] is True
     assert result["aliases"] == {"challenger": result["version"], "champion": result["version"]}
-    run = MlflowClient(mlflow_server).get_run(result["run_id"])
+    run = MlflowClient(mlflow_server, mlflow_server).get_run(result["run_id"])
     assert run.info.status == "FINISHED"
     assert (
         run.data.tags["validation"] == "passed"
         and run.data.tags["churnops.pipeline_state"] == "SUCCEEDED"
     )
-    children = MlflowClient(mlflow_server).search_runs(
+    children = MlflowClient(mlflow_server, mlflow_server).search_runs(
         [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
     )
     assert sorted(c.data.tags["mlflow.runName"] for c in children) == [
@@ -63,7 +63,7 @@ def test_pipeline_registers_and_promotes_a_champion(good_run, mlflow_server):
 
 
 def test_kfp_ui_artifacts(good_run):
-    _, root = good_run
+    result, root = good_run
     selected = _outputs(root, "evaluate-select-local")
     metrics = selected["metrics"]["metadata"]
     for name in ("logreg", "random_forest", "xgboost"):
@@ -75,8 +75,10 @@ def test_kfp_ui_artifacts(good_run):
     assert sum(sum(row["row"]) for row in matrix["rows"]) == 800  # the 20% test split of 4,000
     curve = classification["confidenceMetrics"]
     assert curve[0]["recall"] == 0 and curve[-1]["recall"] == 1
-    card = Path(selected["model_card"]["uri"]).read_text()
+    # One card, built by the register step: the KFP UI shows the one MLflow keeps.
+    card = Path(_outputs(root, "register-gate")["model_card"]["uri"]).read_text()
     assert card.startswith("# Model card") and "| roc_auc |" in card
+    assert result["run_id"] in card
     report = Path(_outputs(root, "ingest-validate")["report"]["uri"]).read_text()
     assert "# Data validation: PASSED" in report
     trained = sorted(
@@ -93,7 +95,7 @@ def test_broken_data_fails_at_validation_and_registers_nothing(
     broken.loc[3, "MonthlyCharges"] = "lots"
     path = tmp_path / "broken.csv"
     broken.to_csv(path, index=False)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, mlflow_server)
     before = len(client.search_model_versions(f"name='{MODEL}'"))
     with pytest.raises(PipelineFailed, match="ingest-validate") as failure:
         run_local(

@@ -70,7 +70,7 @@ def data(data_dir: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def runs(mlflow_server: str, data: dict[str, Path]) -> dict:
     """The four runs in order; later runs see the registry the earlier ones left."""
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, mlflow_server)
     out = {}
     out["first"] = train(data["small"], mlflow_server)
     out["better"] = train(data["large"], mlflow_server)
@@ -81,7 +81,7 @@ def runs(mlflow_server: str, data: dict[str, Path]) -> dict:
         versions_before,
         len(client.search_model_versions(f"name='{MODEL}'")),
     )
-    out["aliases"] = MlflowClient(mlflow_server).get_registered_model(MODEL).aliases
+    out["aliases"] = MlflowClient(mlflow_server, mlflow_server).get_registered_model(MODEL).aliases
     return out
 
 
@@ -132,7 +132,7 @@ def test_invalid_data_registers_nothing(runs, mlflow_server):
     }
     mlflow.set_tracking_uri(mlflow_server)
     experiment = mlflow.get_experiment_by_name("registry-tests")
-    failed = MlflowClient(mlflow_server).search_runs(
+    failed = MlflowClient(mlflow_server, mlflow_server).search_runs(
         [experiment.experiment_id], "tags.validation = 'failed'"
     )
     assert len(failed) == 1 and failed[0].info.status == "FAILED"
@@ -140,7 +140,7 @@ def test_invalid_data_registers_nothing(runs, mlflow_server):
 
 def test_champion_is_one_loadable_model_with_its_evidence(runs, mlflow_server, data):
     mlflow.set_tracking_uri(mlflow_server)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, mlflow_server)
     version = client.get_model_version_by_alias(MODEL, "champion")
     assert {"data_digest", "git_commit", "threshold", "metric.roc_auc", "candidate"} <= set(
         version.tags
@@ -200,7 +200,7 @@ def test_the_gate_refuses_a_pickled_champion(mlflow_server, data, tmp_path):
     mlflow.set_experiment("registry-tests")
     with mlflow.start_run(run_name="hostile-champion") as run:
         mlflow.log_artifacts(str(hostile), "model")
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, mlflow_server)
     bad = mlflow.register_model(f"runs:/{run.info.run_id}/model", name).version
     client.set_registered_model_alias(name, "champion", str(bad))
 

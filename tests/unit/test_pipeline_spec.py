@@ -141,6 +141,18 @@ def test_mlflow_endpoint_and_credentials_come_from_the_cluster(docs):
         assert secret["secretName"] == "churnops-mlflow-auth" and secret["optional"] is True
 
 
+def test_steps_that_call_mlflow_carry_the_labels_its_network_policy_admits(docs):
+    """The chart admits pipeline pods to MLflow by ``pipelines.stepPodLabels``: a step
+    without them would time out on its first MLflow call in a cluster."""
+    _, platform = docs
+    chart = Path(__file__).resolve().parents[2] / "charts" / "churnops" / "values.yaml"
+    admitted = yaml.safe_load(chart.read_text())["pipelines"]["stepPodLabels"]
+    configs = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in (*MLFLOW_STEPS, "finalize-run"):
+        labels = configs[f"exec-{step}"]["podMetadata"]["labels"]
+        assert admitted.items() <= labels.items(), step
+
+
 def test_image_tag_package_version_and_chart_app_version_agree():
     from churnops import __version__
 
@@ -173,3 +185,28 @@ def test_pipeline_parameter_defaults_are_the_config_dataclasses(committed):
     assert default["canary_steps"] == list(canary.steps)
     assert default["canary_percent"] == canary.steps[0]
     assert default["canary_interval_seconds"] == canary.interval_seconds
+
+
+def test_the_local_deploy_loop_takes_no_task_outputs(tmp_path):
+    """kfp.local hands a loop task the loop item in place of every upstream task output it
+    takes: the local deploy step once received version "deploy" and failed. Its loop may
+    only take pipeline parameters (the step reads the version from the MLflow run)."""
+    from kfp import compiler
+
+    from churnops.training.pipeline import build
+
+    path = tmp_path / "local.yaml"
+    compiler.Compiler().compile(build(cluster=False), str(path))
+    spec = yaml.safe_load(path.read_text())
+    loops = {
+        name: task
+        for name, task in spec["root"]["dag"]["tasks"].items()
+        if "parameterIterator" in task
+    }
+    assert loops, "the local build's root loop is what selects kfp.local's control-flow runner"
+    for name, task in loops.items():
+        sources = {
+            key: next(iter(value))
+            for key, value in task.get("inputs", {}).get("parameters", {}).items()
+        }
+        assert "taskOutputParameter" not in sources.values(), (name, sources)

@@ -45,6 +45,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         pipeline_root=args.pipeline_root,
         deploy_target=args.deploy,
         local_port=args.port,
+        runner=args.runner,
         **_params(args),
     )
 
@@ -64,6 +65,7 @@ def _submit(args: argparse.Namespace) -> dict[str, Any]:
         schedule_name=args.schedule_name,
         namespace=args.namespace,
         image_registry=args.image_registry,
+        service_account=args.service_account or None,
     )
 
 
@@ -73,6 +75,18 @@ def _image_registry(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(IMAGE_REGISTRY_ENV) or None,
         help="pull the component images from this registry, e.g. registry.example.com/team "
         f"(default: ${IMAGE_REGISTRY_ENV}, else the spec's churnops/components:<version>)",
+    )
+
+
+def _service_account(parser: argparse.ArgumentParser) -> None:
+    from churnops.kfp_client import DEFAULT_SERVICE_ACCOUNT, SERVICE_ACCOUNT_ENV
+
+    parser.add_argument(
+        "--service-account",
+        default=os.environ.get(SERVICE_ACCOUNT_ENV) or DEFAULT_SERVICE_ACCOUNT,
+        help="ServiceAccount the run's pods run as: the chart's, which alone may patch the "
+        f"InferenceService; '' for KFP's default (default: ${SERVICE_ACCOUNT_ENV}, else "
+        "%(default)s)",
     )
 
 
@@ -103,6 +117,14 @@ def register(sub: Any) -> None:
     )
     run.add_argument("--experiment", default="", help="MLflow experiment (default: the model name)")
     run.add_argument("--candidates", help="comma-separated candidate names")
+    run.add_argument(
+        "--runner",
+        choices=["subprocess", "docker"],
+        default="subprocess",
+        help="where each step runs: in this environment, or in the components image "
+        "churnops/components:<version> through Docker, as in its pod (build it with "
+        "`make images-build`) (default: %(default)s)",
+    )
     run.add_argument(
         "--pipeline-root",
         default=".churnops/kfp",
@@ -137,5 +159,6 @@ def register(sub: Any) -> None:
         "(default: churn-training-schedule)",
     )
     sub_.add_argument("--namespace", help="KFP namespace (multi-user installs)")
+    _service_account(sub_)
     _image_registry(sub_)
     sub_.set_defaults(handler=_submit)

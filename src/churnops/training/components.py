@@ -142,16 +142,11 @@ def train_candidate(
 def evaluate_select(
     models: Input[list[Model]],
     test: Input[Dataset],
-    model_name: str,
-    data_uri: str,
-    digest: str,
-    label_rate: float,
     winner: Output[Model],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
-    model_card: Output[Markdown],
 ) -> str:
-    """Evaluate every candidate on the test split, pick the winner, publish its evidence."""
+    """Evaluate every candidate on the test split, pick the winner, show the comparison."""
     import json
 
     from churnops.training.selection import evaluate_select_files
@@ -160,13 +155,8 @@ def evaluate_select(
         candidates=[(m.path, dict(m.metadata)) for m in models],
         test_path=test.path,
         winner_path=winner.path,
-        model_name=model_name,
-        data_uri=data_uri,
-        digest=digest,
-        label_rate=label_rate,
         metrics=metrics,
         classification=classification,
-        card_path=model_card.path,
     )
     winner.metadata.update({k: v for k, v in meta.items() if k != "comparison"})
     return json.dumps(meta)
@@ -176,14 +166,9 @@ def evaluate_select(
 def evaluate_select_local(
     models: list,
     test: Input[Dataset],
-    model_name: str,
-    data_uri: str,
-    digest: str,
-    label_rate: float,
     winner: Output[Model],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
-    model_card: Output[Markdown],
 ) -> str:
     """``evaluate_select`` for kfp.local, which cannot pass a list of artifacts: the
     candidates arrive as the (path, metadata) JSON their train tasks returned."""
@@ -196,13 +181,8 @@ def evaluate_select_local(
         candidates=[(e["path"], e["meta"]) for e in entries],
         test_path=test.path,
         winner_path=winner.path,
-        model_name=model_name,
-        data_uri=data_uri,
-        digest=digest,
-        label_rate=label_rate,
         metrics=metrics,
         classification=classification,
-        card_path=model_card.path,
     )
     winner.metadata.update({k: v for k, v in meta.items() if k != "comparison"})
     return json.dumps(meta)
@@ -223,8 +203,10 @@ def register_gate(
     min_roc_auc: float,
     min_f1: float,
     tolerance: float,
+    model_card: Output[Markdown],
 ) -> NamedTuple("Registered", version=str, promoted=bool, aliases=str):  # type: ignore[valid-type]  # KFP reads this form
-    """Log to MLflow, register as challenger, and promote to champion if the gate passes."""
+    """Log to MLflow, register as challenger, and promote to champion if the gate passes;
+    the model card MLflow keeps is also the KFP UI's."""
     import json
     import os
     from collections import namedtuple
@@ -247,6 +229,7 @@ def register_gate(
         digest=digest,
         label_rate=label_rate,
         gate_config=GateConfig(min_roc_auc=min_roc_auc, min_f1=min_f1, tolerance=tolerance),
+        card_path=model_card.path,
     )
     print(json.dumps(summary, default=str))
     return namedtuple("Registered", ["version", "promoted", "aliases"])(  # type: ignore[call-arg]
@@ -271,16 +254,14 @@ def deploy_canary(
 ) -> str:
     """Start the canary rollout of the new champion candidate (cluster: the InferenceService;
     local runs: a local model server). Returns the rollout's JSON result."""
-    import json
     import os
 
     from churnops.rollout import deploy
 
-    if not promoted:  # only reached under kfp.local, where dsl.If cannot gate this task
-        return json.dumps({"outcome": "skipped", "version": version, "reason": "not promoted"})
-    result = deploy.start(
-        model_name=model_name,
+    return deploy.pipeline_task(  # promoted: a dsl.If gates it; kept for the component alone
         version=version,
+        promoted=promoted,
+        model_name=model_name,
         target=target,
         namespace=namespace,
         inference_service=inference_service,
@@ -291,8 +272,50 @@ def deploy_canary(
         local_port=local_port,
         tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""),
     )
-    print(json.dumps(result, default=str))
-    return json.dumps(result, default=str)
+
+
+@component
+def deploy_canary_local(
+    model_name: str,
+    run_key: str,
+    tracking_uri: str,
+    target: str,
+    namespace: str,
+    inference_service: str,
+    canary_percent: int,
+    steps_percent: list,
+    interval_seconds: int,
+    prometheus_url: str,
+    local_port: int,
+) -> str:
+    """``deploy_canary`` for kfp.local. kfp.local gives a task inside a loop the loop item in
+    place of every upstream task output it takes (kfp 2.16
+    ``enhanced_dag_orchestrator._create_loop_iteration_task_spec``), so the version arrived
+    as "deploy". The version and the gate's decision are read from this run's MLflow run
+    (``run_key``) instead, where the register step recorded them."""
+    import os
+
+    from churnops import tracking
+    from churnops.rollout import deploy
+    from churnops.training.runs import registered_outcome
+
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    tracking.connect(tracking_uri)
+    version, promoted = registered_outcome(run_key)
+    return deploy.pipeline_task(
+        version=version,
+        promoted=promoted,
+        model_name=model_name,
+        target=target,
+        namespace=namespace,
+        inference_service=inference_service,
+        canary_percent=canary_percent,
+        steps_percent=[int(s) for s in steps_percent],
+        interval_seconds=interval_seconds,
+        prometheus_url=prometheus_url,
+        local_port=local_port,
+        tracking_uri=tracking_uri,
+    )
 
 
 @component

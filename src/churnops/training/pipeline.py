@@ -26,10 +26,16 @@ _TRAIN, _GATE, _CANARY = TrainConfig(), GateConfig(), AnalysisConfig()
 PIPELINE_NAME = "churn-training"
 CONFIG_MAP = "churnops-mlflow"
 SECRET = "churnops-mlflow-auth"
+# The chart's MLflow NetworkPolicy admits pipeline pods by these labels
+# (``pipelines.stepPodLabels`` in charts/churnops/values.yaml must equal them).
+STEP_POD_LABELS = {"app.kubernetes.io/part-of": "churnops"}
 
 
 def _mlflow_env(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """MLflow endpoint and (optional) credentials from the cluster, never from parameters."""
+    """MLflow endpoint and (optional) credentials from the cluster, never from parameters,
+    and the pod labels that let the step through MLflow's NetworkPolicy."""
+    for key, value in STEP_POD_LABELS.items():
+        kubernetes.add_pod_label(task, key, value)
     kubernetes.use_config_map_as_env(
         task, CONFIG_MAP, {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
     )
@@ -161,10 +167,6 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
             select(
                 models=trained.output,
                 test=parts.outputs["test"],
-                model_name=model_name,
-                data_uri=data_uri,
-                digest=ingested.outputs["digest"],
-                label_rate=ingested.outputs["label_rate"],
             )
             .set_display_name("evaluate + select")
             .set_caching_options(True)
@@ -191,27 +193,40 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         )
         _resources(registered, "500m", "1Gi", "2", "4Gi")
 
+        # What both deploy tasks take from the pipeline's parameters.
+        rollout = {
+            "model_name": model_name,
+            "tracking_uri": tracking_uri,
+            "target": deploy_target,
+            "namespace": namespace,
+            "inference_service": inference_service,
+            "canary_percent": canary_percent,
+            "steps_percent": canary_steps,
+            "interval_seconds": canary_interval_seconds,
+            "prometheus_url": prometheus_url,
+            "local_port": local_port,
+        }
+
         def deploy() -> None:
             deployed = _registry_step(
                 c.deploy_canary(
-                    model_name=model_name,
                     version=registered.outputs["version"],
                     promoted=registered.outputs["promoted"],
-                    tracking_uri=tracking_uri,
-                    target=deploy_target,
-                    namespace=namespace,
-                    inference_service=inference_service,
-                    canary_percent=canary_percent,
-                    steps_percent=canary_steps,
-                    interval_seconds=canary_interval_seconds,
-                    prometheus_url=prometheus_url,
-                    local_port=local_port,
+                    **rollout,
                 ).set_display_name("canary rollout"),
                 cluster,
             )
             _resources(deployed, "100m", "256Mi", "500m", "1Gi")
             if cluster:
                 kubernetes.set_image_pull_policy(deployed, "IfNotPresent")
+
+        def deploy_local() -> None:
+            # After every plain task (kfp.local runs loops last), reading the version and
+            # the gate's decision from the MLflow run: see c.deploy_canary_local.
+            deployed = c.deploy_canary_local(run_key=run_key, **rollout).set_display_name(
+                "canary rollout"
+            )
+            deployed.set_caching_options(False)
 
         if cluster:
             with dsl.If(registered.outputs["promoted"] == True, name="gate-promoted"):  # noqa: E712 - KFP expression
@@ -225,7 +240,7 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
             # Not a dsl.If on deploy_target: kfp.local mangles conditions on parameters
             # into invalid Python and skips the branch. deploy_target "none" deploys nothing.
             with dsl.ParallelFor(["deploy"], name="deploy-local"):
-                deploy()
+                deploy_local()
 
     def pipeline(
         data_uri: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,13 @@ def publish(
     data_digest: str,
     model_name: str,
     gate_config: registry.GateConfig,
+    card_path: str | None = None,
 ) -> dict[str, Any]:
     """Log the winner to the active MLflow run, register it as ``challenger`` and gate it.
+
+    Args:
+        card_path: Also write the model card here (the pipeline's KFP Markdown artifact:
+            the same card MLflow keeps, built once).
 
     Returns:
         The output contract's JSON summary.
@@ -83,6 +89,8 @@ def publish(
         run_id=run_id,
     )
     mlflow.log_text(card, "model_card.md")
+    if card_path:
+        Path(card_path).write_text(card)
     mlflow.log_text(json.dumps(comparison, indent=2), "candidates.json")
 
     x_train, _ = xy(split_.train)
@@ -189,9 +197,10 @@ def register_files(
     digest: str,
     label_rate: float | None,
     gate_config: registry.GateConfig,
+    card_path: str | None = None,
 ) -> dict[str, Any]:
     """Pipeline step: log candidates and winner into the pipeline's MLflow run, register,
-    gate, promote."""
+    gate, promote; the model card also goes to ``card_path`` (the KFP UI's)."""
     import mlflow
 
     tracking.connect(tracking_uri)
@@ -216,4 +225,5 @@ def register_files(
             data_digest=digest,
             model_name=model_name,
             gate_config=gate_config,
+            card_path=card_path,
         )

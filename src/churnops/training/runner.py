@@ -4,6 +4,10 @@ The compiled spec ships with the package (``churn_training.yaml`` next to this m
 so an installed churnops can submit it without a checkout. Its component images are
 ``churnops/components:<version>``; ``retarget`` points them at another registry when
 the spec is written or submitted, so nobody recompiles by hand for a private registry.
+
+kfp.local runs the steps either in this environment (``SubprocessRunner``) or each in
+the components image (``DockerRunner``, see ``docker_runner``): the same DAG, the same
+orchestrator on this machine; only where a step's process runs differs.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from churnops.errors import PipelineFailed, UsageError
+from churnops.errors import DataSourceError, PipelineFailed, UsageError
 from churnops.progress import log
 
 PIPELINE_NAME = "churn-training"
@@ -180,6 +184,121 @@ def _failed_task(error: BaseException, log_path: Path) -> str | None:
     return failed[-1] if failed else None
 
 
+RUNNERS = ("subprocess", "docker")
+# The components image's user (components/Dockerfile, the chart's runAsUser).
+IMAGE_UID = 10001
+# Passed from this environment into a step's container when set: what a pod gets from
+# the chart's Secret (MLflow credentials) and what an s3:// data URI needs.
+_STEP_ENV = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+)
+
+
+def _local_path(data_uri: str) -> Path | None:
+    """The file a local data URI (a path or ``file://``) names; ``None`` for remote URIs."""
+    if data_uri.startswith("file://"):
+        return Path(data_uri[len("file://") :])
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", data_uri):
+        return None
+    return Path(data_uri)
+
+
+def require_image(image: str) -> None:
+    """The engine answers and has ``image``, else one line saying what to do.
+
+    Raises:
+        UsageError: No Docker SDK, no engine, or the image is not built here.
+    """
+    try:
+        import docker
+    except ModuleNotFoundError:
+        raise UsageError(
+            "--runner docker needs the Docker SDK for Python: pip install 'churnops[docker]'"
+        ) from None
+    try:
+        client = docker.from_env(timeout=20)
+        client.ping()
+    except docker.errors.DockerException as err:
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(
+            f"--runner docker: no Docker engine answers at {where} ({reason[:200]}); "
+            "start one (`make docker-engine`) or set DOCKER_HOST"
+        ) from None
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise UsageError(
+            f"--runner docker: image {image} is not on this engine; build it with "
+            "`make images-build` (kfp.local would try to pull it)"
+        ) from None
+    finally:
+        client.close()
+
+
+def docker_runner(*, pipeline_root: Path, data_uri: str, tracking_uri: str) -> tuple[Any, str]:
+    """A ``kfp.local.DockerRunner`` that runs each step in the components image as its pod
+    runs it: read-only root, a tmpfs ``/tmp`` (``HOME``), all capabilities dropped,
+    no-new-privileges, a non-root user; and the ``data_uri`` to pass the steps.
+
+    - Host network: the steps reach the MLflow server, the data and Prometheus at the
+      addresses this machine uses (a loopback ``tracking_uri`` works as given).
+    - kfp.local mounts only the pipeline root (at the same path); a local data file is
+      mounted read-only at its own absolute path, which the steps get as ``data_uri``.
+    - The steps write their outputs into the mounted pipeline root, so they run as the
+      calling user (its files stay its own); called as root, they run as the image's
+      user (10001) and the pipeline root is handed to that user.
+
+    Raises:
+        UsageError: No engine, image missing, or a tracking URI a container cannot use.
+        DataSourceError: A local data file that does not exist.
+    """
+    from kfp import local
+
+    from churnops.training.components import IMAGE
+
+    if not re.match(r"^https?://", tracking_uri):
+        raise UsageError(
+            f"--runner docker: --tracking-uri {tracking_uri!r} must be an MLflow server "
+            "(http[s]://...): a step's container cannot open this machine's files"
+        )
+    path = _local_path(data_uri)
+    if path is not None:
+        path = path.expanduser().resolve()
+        if not path.is_file():
+            raise DataSourceError(f"--data {data_uri}: no such file")
+        data_uri = str(path)
+    require_image(IMAGE)  # first: it names the missing Docker SDK in one line
+    from docker.types import Mount
+
+    mounts = [Mount(target=data_uri, source=data_uri, type="bind", read_only=True)] if path else []
+    if os.getuid() == 0:
+        os.chown(pipeline_root, IMAGE_UID, IMAGE_UID)
+        user = f"{IMAGE_UID}:{IMAGE_UID}"
+    else:
+        user = f"{os.getuid()}:{os.getgid()}"
+    environment = {"HOME": "/tmp"} | {k: os.environ[k] for k in _STEP_ENV if k in os.environ}
+    runner = local.DockerRunner(
+        network_mode="host",
+        user=user,
+        read_only=True,
+        tmpfs={"/tmp": "rw,nosuid,nodev,size=1g"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        environment=environment,
+        mounts=mounts,
+    )
+    return runner, data_uri
+
+
 def run_local(
     *,
     data_uri: str,
@@ -189,11 +308,12 @@ def run_local(
     pipeline_root: str | Path = ".churnops/kfp",
     deploy_target: str = "none",
     local_port: int = 0,
-    runner: Any = None,
+    runner: str = "subprocess",
     **params: Any,
 ) -> dict[str, Any]:
-    """Run the pipeline with kfp.local (``SubprocessRunner`` unless ``runner`` is given)
-    against ``tracking_uri``.
+    """Run the pipeline with kfp.local against ``tracking_uri``: every step in this
+    environment (``runner="subprocess"``) or each in the components image
+    (``runner="docker"``, see ``docker_runner``).
 
     kfp.local has no exit handlers, so the finalize step (mark the MLflow run, undo
     half-registrations) is called here, after the run, whatever its outcome. Task output
@@ -206,6 +326,7 @@ def run_local(
     Raises:
         PipelineFailed: The pipeline failed; its message names the task and its error
             (the result, with ``failed_task`` and ``cause``, is attached).
+        UsageError: An unknown runner, or one that cannot run here (see ``docker_runner``).
     """
     from kfp import local
 
@@ -213,18 +334,34 @@ def run_local(
     from churnops.training.pipeline import build
     from churnops.training.runs import finalize
 
-    tracking.connect(tracking_uri)
+    if runner not in RUNNERS:
+        raise UsageError(f"--runner {runner!r}: use one of {', '.join(RUNNERS)}")
+    if runner == "docker" and deploy_target == "local":
+        # The deploy step starts a detached model server; in a step's container it would
+        # end with the container.
+        raise UsageError(
+            "--deploy local needs --runner subprocess: a model server started inside a "
+            "step's container ends with it"
+        )
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    if runner == "docker":
+        kfp_runner, data_uri = docker_runner(
+            pipeline_root=root, data_uri=data_uri, tracking_uri=tracking_uri
+        )
+    else:
+        kfp_runner = local.SubprocessRunner(use_venv=False)
+    tracking.connect(tracking_uri)
     run_key = f"local-{uuid.uuid4().hex[:12]}"
     log_path = root / "logs" / f"{run_key}.log"
     pipeline = build(cluster=False)
     state, error = "SUCCEEDED", None
-    log(f"pipeline: running {pipeline.name} locally (run key {run_key}); outputs under {root}")
+    where = "in the components image (DockerRunner)" if runner == "docker" else "here"
+    log(f"pipeline: running {pipeline.name} {where} (run key {run_key}); outputs under {root}")
     log(f"pipeline: step logs in {log_path}")
     with _captured(log_path):
         local.init(
-            runner=runner or local.SubprocessRunner(use_venv=False),
+            runner=kfp_runner,
             pipeline_root=str(root),
             raise_on_error=True,
         )
@@ -246,6 +383,7 @@ def run_local(
         )
     result: dict[str, Any] = {
         "state": state,
+        "runner": runner,
         "run_key": run_key,
         "run_id": final["run_id"],
         "pipeline_root": str(root),
@@ -286,6 +424,7 @@ def submit(
     version_name: str | None = None,
     namespace: str | None = None,
     image_registry: str | None = None,
+    service_account: str | None = None,
 ) -> dict[str, Any]:
     """Upload the compiled pipeline (a new version if it exists) and start a run, or make
     ``schedule_name`` the one recurring run of that name when ``schedule`` (a cron
@@ -296,6 +435,7 @@ def submit(
     Args:
         package: A compiled spec (default: the one shipped with churnops).
         image_registry: Pull the component images from this registry (see ``retarget``).
+        service_account: The ServiceAccount the run's pods run as (``None``: KFP's default).
     """
     from churnops import __version__
     from churnops.kfp_client import KfpClient
@@ -308,7 +448,7 @@ def submit(
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / SPEC_FILE
         spec.write_text(retarget(text, image_registry))
-        kfp = KfpClient(host, namespace=namespace)
+        kfp = KfpClient(host, namespace=namespace, service_account=service_account)
         version_name = version_name or f"{__version__}-{uuid.uuid4().hex[:8]}"
         pipeline_id, version_id = kfp.upload_version(
             spec, pipeline=PIPELINE_NAME, version=version_name

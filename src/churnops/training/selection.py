@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from churnops.data.io import describe_source
-from churnops.model.evaluate import Evaluation, evaluate, model_card
+from churnops.model.evaluate import Evaluation, evaluate
 from churnops.model.train import Candidate, select, xy
 from churnops.training.fit import load_candidate
 
@@ -43,13 +41,8 @@ def evaluate_select_files(
     candidates: list[tuple[str, dict[str, Any]]],
     test_path: str,
     winner_path: str,
-    model_name: str,
-    data_uri: str,
-    digest: str,
-    label_rate: float | None,
     metrics: Any,
     classification: Any,
-    card_path: str,
 ) -> dict[str, Any]:
     """Pipeline step: evaluate every candidate on the test split, pick the winner (best CV
     ROC AUC), copy it to ``winner_path`` and write the KFP UI's evidence.
@@ -59,7 +52,8 @@ def evaluate_select_files(
         metrics: KFP ``Metrics`` artifact: per-candidate scores.
         classification: KFP ``ClassificationMetrics`` artifact: winner's ROC curve and
             confusion matrix.
-        card_path: Where the Markdown model card goes.
+
+    The model card is the register step's (``publish``): the one MLflow keeps.
 
     Returns:
         The winner's metadata with ``comparison`` (all candidates) added.
@@ -79,18 +73,4 @@ def evaluate_select_files(
     roc = ev.roc_points()
     classification.log_roc_curve([p[0] for p in roc], [p[1] for p in roc], [p[2] for p in roc])
     classification.log_confusion_matrix(["stays", "churns"], ev.confusion())
-    Path(card_path).write_text(
-        model_card(
-            model_name=model_name,
-            candidate=winner.name,
-            params=winner.params,
-            threshold=winner.threshold,
-            metrics=ev.metrics,
-            comparison=comparison,
-            data_source=describe_source(data_uri),
-            data_digest=digest,
-            rows={"test": len(test)},
-            label_rate=label_rate,
-        )
-    )
     return {**candidates[index][1], "comparison": comparison}
