@@ -216,8 +216,8 @@ class Coerced:
         in row order."""
         found: list[tuple[int, int, str, str]] = []
         for order, p in enumerate(self.problems):
-            for row in np.flatnonzero(p.mask):
-                found.append((int(row), order, p.field, p.problem))
+            for failed in np.flatnonzero(p.mask):
+                found.append((int(failed), order, p.field, p.problem))
         for row, _, name, problem in sorted(found):
             if isinstance(self.raw, ArrowRaw):
                 value = self.raw.value(name, row) if name in self.raw else ""
@@ -321,22 +321,45 @@ def _arrow_numbers(column: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return parse_numbers(column.to_pandas())
 
 
+_DICTIONARY_CODES: dict[tuple[str, tuple], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _dictionary_codes(f: Field, dictionary: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``parse_categories`` of a column's distinct values; remembered per value set (a
+    table's batches share a handful), so a batch costs a lookup, not a pandas pass."""
+    values = tuple(dictionary.to_pylist())
+    key = (f.name, values)
+    found = _DICTIONARY_CODES.get(key)
+    if found is None:
+        if len(_DICTIONARY_CODES) > 4096:  # a column of free text: keep memory bounded
+            _DICTIONARY_CODES.clear()
+        found = _DICTIONARY_CODES[key] = parse_categories(f, pd.Series(values, dtype=object))
+    return found
+
+
 def _arrow_categories(f: Field, column: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``parse_categories`` for an Arrow column: applied to the distinct values only, then
-    spread to the rows through the dictionary indices."""
+    spread to the rows through the dictionary indices (the reader dictionary-encodes
+    category columns as it parses them)."""
     import pyarrow as pa
 
     encoded = column.dictionary_encode() if not pa.types.is_dictionary(column.type) else column
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks() if encoded.num_chunks != 1 else encoded.chunk(0)
-    values = encoded.dictionary.to_pandas()
-    codes_d, missing_d, unknown_d = parse_categories(f, values)
     indices = encoded.indices
-    null = indices.is_null().to_numpy(zero_copy_only=False)
-    idx = indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.intp)
-    if len(values) == 0:
-        n = len(idx)
+    n = len(indices)
+    if len(encoded.dictionary) == 0:
         return np.full(n, -1, np.int64), np.ones(n, bool), np.zeros(n, bool)
+    codes_d, missing_d, unknown_d = _dictionary_codes(f, encoded.dictionary)
+    if indices.null_count == 0:
+        idx = indices.to_numpy(zero_copy_only=False)
+        codes = codes_d[idx]
+        if not (missing_d.any() or unknown_d.any()):  # the common case: all allowed
+            none = np.zeros(n, dtype=bool)
+            return codes, none, none
+        return codes, missing_d[idx], unknown_d[idx]
+    null = indices.is_null().to_numpy(zero_copy_only=False)
+    idx = indices.fill_null(0).to_numpy(zero_copy_only=False)
     codes = np.where(null, -1, codes_d[idx])
     return codes, null | missing_d[idx], unknown_d[idx] & ~null
 

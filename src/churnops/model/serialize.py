@@ -161,6 +161,26 @@ def skops_file(model_dir: str | Path) -> Path:
     return path
 
 
+def input_example(root: Path, meta: dict[str, Any]) -> Any:
+    """The model's input example (the frame MLflow saved beside it: JSON, never code), or
+    None. Read here rather than through ``mlflow.models``, whose import costs seconds of
+    every model server's start and batch job."""
+    import pandas as pd
+
+    info = meta.get("saved_input_example_info") if isinstance(meta, dict) else None
+    if not isinstance(info, dict) or info.get("type") != "dataframe":
+        return None
+    try:
+        data = json.loads((root / str(info.get("artifact_path"))).read_text())
+        if info.get("pandas_orient") == "split":
+            return pd.DataFrame(data["data"], columns=data["columns"])
+        if info.get("pandas_orient") == "records":
+            return pd.DataFrame.from_records(data)
+    except (OSError, ValueError, KeyError, TypeError):  # an example is optional
+        return None
+    return None
+
+
 def load_model_dir(model_dir: str | Path) -> ModelArtifact:
     """Load the churn model in a local MLflow model directory, safely (module docstring).
 
@@ -180,13 +200,7 @@ def load_model_dir(model_dir: str | Path) -> ModelArtifact:
     root = Path(model_dir)
     model = load(skops_file(root))
     meta = yaml.safe_load((root / "MLmodel").read_text())
-    example = None
-    try:
-        from mlflow.models import Model as MlflowModel
-
-        example = MlflowModel.load(str(root / "MLmodel")).load_input_example(str(root))
-    except Exception:  # an example is optional (JSON only; never code)
-        example = None
+    example = input_example(root, meta)
     profile = None
     profile_path = root / "extra_files" / PROFILE_FILE
     if profile_path.is_file():

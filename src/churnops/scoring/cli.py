@@ -33,7 +33,27 @@ def register(subparsers: Any) -> None:
         default=os.environ.get("MLFLOW_TRACKING_URI"),
         help="MLflow tracking/registry URI (env MLFLOW_TRACKING_URI)",
     )
-    p.add_argument("--engine", choices=["local"], default=_DEFAULTS["engine"])
+    p.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default=_DEFAULTS["engine"],
+        help="local: this process, bounded memory; spark: a Spark session through "
+        "mlflow.pyfunc.spark_udf (pip install 'churnops[spark]', Java 17+)",
+    )
+    p.add_argument(
+        "--spark-master",
+        default=_DEFAULTS["spark_master"],
+        help="Spark master for --engine spark (local[2], spark://host:7077, "
+        "k8s://https://host:443); default: env SPARK_MASTER, else spark.master of the "
+        "Spark configuration, else local[*]",
+    )
+    p.add_argument(
+        "--spark-conf",
+        action="append",
+        default=list(ScoreConfig().spark_conf),
+        metavar="KEY=VALUE",
+        help="a Spark setting for --engine spark (repeatable)",
+    )
     p.add_argument(
         "--max-reject-rate",
         type=float,
@@ -61,5 +81,12 @@ def _score(args: argparse.Namespace) -> dict:
         batch_rows=args.batch_rows,
         max_reject_rate=args.max_reject_rate,
         engine=args.engine,
+        spark_master=args.spark_master,
+        spark_conf=tuple(args.spark_conf),
     )
+    bad = [kv for kv in config.spark_conf if "=" not in kv]
+    if bad:
+        from churnops.errors import ContractViolation
+
+        raise ContractViolation(f"--spark-conf {bad[0]!r}: expected KEY=VALUE")
     return score(args.model_uri, args.data, args.out, rejects_uri=args.rejects, config=config)
