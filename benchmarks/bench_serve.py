@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "serve.json"
 MLSERVER = ROOT.parent / ".tools" / "mlserver-venv" / "bin" / "mlserver"
+DECODER_VARIANTS = ROOT / "decoder_variants"
+MSGSPEC = "churnops-msgspec-decoder"
+DECODER_MARK = "bench: msgspec decoder in place of the compiled one"
 
 LUA = """
 wrk.method = "POST"
@@ -280,6 +283,7 @@ def main() -> int:
             bodies[name] = work / f"{name}.json"
             bodies[name].write_text(json.dumps(payload))
 
+        same_columns_both_decoders(bodies["v1_batch"], bodies["v2_batch"])
         log("bench: sklearn predict_proba baseline")
         baseline = sklearn_baseline(model_uri, batch, seconds=args.duration)
 
@@ -287,6 +291,13 @@ def main() -> int:
         servers = {
             "churnops": lambda: start_model_server(
                 "models:/churn@champion", mlflow_proc.url, log_path=work / "churnops.log"
+            ),
+            # The same server with the pure-library decoder in place of the compiled one.
+            MSGSPEC: lambda: start_model_server(
+                "models:/churn@champion",
+                mlflow_proc.url,
+                log_path=work / "churnops-msgspec.log",
+                env={"PYTHONPATH": str(DECODER_VARIANTS), "CHURNOPS_BENCH_DECODER": "msgspec"},
             ),
             "mlflow": lambda: processes.start(
                 "mlflow-models-serve",
@@ -338,6 +349,11 @@ def main() -> int:
                 "batch_c1": ("v1_batch", 1, v1),
                 "batch_v2_c1": ("v2_batch", 1, v2),
             },
+            MSGSPEC: {
+                "single_c1": ("v1_single", 1, v1),
+                "batch_c1": ("v1_batch", 1, v1),
+                "batch_v2_c1": ("v2_batch", 1, v2),
+            },
             "mlflow": {
                 "single_c1": ("mlflow_single", 1, inv),
                 "single_c8": ("mlflow_single", 8, inv),
@@ -357,6 +373,8 @@ def main() -> int:
             log(f"bench: starting {name}")
             proc = start()
             procs.append(proc)
+            if name == MSGSPEC and DECODER_MARK not in Path(proc.log_path).read_text():
+                raise RuntimeError(f"the msgspec decoder is not in place: see {proc.log_path}")
             body, _, path = next(iter(runs.values()))
             wrk(proc.url + path, bodies[body], connections=1, duration=2, workdir=work)
             out = {}
@@ -412,6 +430,7 @@ def main() -> int:
 
         c = results["churnops"]
         ratios = {
+            **decoder_ratios(c, results[MSGSPEC]),
             **peer_ratios(c, results["mlflow"], "mlflow"),
             **sklearn_ratios(c, baseline),
             **(peer_ratios(c, results["mlserver"], "mlserver") if "mlserver" in results else {}),
@@ -421,6 +440,9 @@ def main() -> int:
             "single_throughput_15x_mlflow": ratios["single_c1_throughput_vs_mlflow"] >= 15,
             "batch_v1_rows_5x_sklearn": ratios["batch_v1_rows_vs_sklearn_predict_proba"] >= 5,
             "batch_v2_rows_5x_sklearn": ratios["batch_v2_rows_vs_sklearn_predict_proba"] >= 5,
+            # issue 15: the compiled decoder stays only if it earns 1.5x end to end
+            "compiled_decoder_1_5x_msgspec_batch": ratios["batch_v1_rows_compiled_vs_msgspec"]
+            >= 1.5,
         }
         out = {
             "benchmark": "serve",
@@ -468,6 +490,39 @@ def peer_ratios(c: dict, peer: dict, name: str) -> dict:
             f"{key}_vs_{name}": round(c[label]["rows_per_s"] / peer["batch_c1"]["rows_per_s"], 1)
             for key, label in (("batch_rows", "batch_c1"), ("batch_v2_rows", "batch_v2_c1"))
         },
+    }
+
+
+def same_columns_both_decoders(v1_body: Path, v2_body: Path) -> None:
+    """The compared decoders must agree on the bodies measured, or the ratio means nothing."""
+    import numpy as np
+
+    sys.path.insert(0, str(DECODER_VARIANTS))
+    import msgspec_decoder
+
+    from churnops.serving import decode
+
+    v1, v2 = v1_body.read_bytes(), v2_body.read_bytes()
+    pairs = [
+        (decode.v1(v1, max_rows=10**6), msgspec_decoder.v1(v1, max_rows=10**6)),
+        (decode.v2(v2, max_rows=10**6).columns, msgspec_decoder.v2(v2, max_rows=10**6).columns),
+    ]
+    for compiled, pure in pairs:
+        np.testing.assert_array_equal(compiled.numeric, pure.numeric)
+        np.testing.assert_array_equal(compiled.codes, pure.codes)
+
+
+def decoder_ratios(c: dict, msgspec_run: dict) -> dict:
+    """The compiled decoder over msgspec Structs, same server otherwise (issue 15 item 6)."""
+    return {
+        f"{key}_compiled_vs_msgspec": round(
+            c[label]["req_per_s"] / msgspec_run[label]["req_per_s"], 2
+        )
+        for key, label in (
+            ("single_c1_throughput", "single_c1"),
+            ("batch_v1_rows", "batch_c1"),
+            ("batch_v2_rows", "batch_v2_c1"),
+        )
     }
 
 

@@ -29,14 +29,36 @@ def _wait(condition, timeout: float = 40.0) -> bool:
     return False
 
 
-def test_fresh_start_on_broken_version_stays_unready(
+def test_fresh_start_on_broken_version_exits(reload_registry, mlflow_server) -> None:
+    from churnops.processes import free_port
+
+    uri = f"models:/{RELOAD_MODEL}/{reload_registry['broken']}"
+    done = _serve_at_start(uri, "--tracking-uri", mlflow_server, "--http-port", str(free_port()))
+    assert done.returncode == 5, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"error: cannot load {uri}: "), done.stderr
+
+
+def _serve_at_start(uri: str, *args: str, env: dict[str, str] | None = None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "churnops.cli", "serve", "--model-uri", uri, "--host", "127.0.0.1",
+         *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_fresh_start_on_broken_version_waiting_for_a_model_stays_unready(
     reload_registry, mlflow_server, tmp_path
 ) -> None:
     from churnops.serving.local import start_model_server
 
     uri = f"models:/{RELOAD_MODEL}/{reload_registry['broken']}"
     with start_model_server(
-        uri, mlflow_server, log_path=tmp_path / "broken.log", wait_ready=False
+        uri, mlflow_server, log_path=tmp_path / "broken.log", wait_ready=False, wait_for_model=True
     ) as server:
         assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
         assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 503
@@ -119,24 +141,17 @@ def hostile_dirs(champion_source: str, tmp_path_factory: pytest.TempPathFactory)
 def test_serve_refuses_a_hostile_model_directory(hostile_dirs, tmp_path, kind: str) -> None:
     """``churnops serve --model-uri <dir>``: refused at load, nothing runs, even with
     MLflow's pickle opt-in set."""
-    from churnops.serving.local import start_model_server
+    from churnops.processes import free_port
 
-    with start_model_server(
+    done = _serve_at_start(
         str(hostile_dirs[kind]),
-        None,
-        log_path=tmp_path / "hostile.log",
-        wait_ready=False,
+        "--http-port",
+        str(free_port()),
         env={"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"},
-    ) as server:
-        assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 503
-        r = requests.post(
-            f"{server.url}/v1/models/churn:predict",
-            json={"instances": sample_records(1)},
-            timeout=10,
-        )
-        assert r.status_code == 503
-        log = server.log_tail(200)
-        assert "refused" in log, log
+    )
+    assert done.returncode == 5, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert "refused" in done.stderr.splitlines()[-1], done.stderr[-2000:]
     assert not hostile_dirs["marker"].exists()
 
 

@@ -78,6 +78,14 @@ def register(subparsers: Any) -> None:
         "(env CHURNOPS_BODY_TIMEOUT)",
     )
     p.add_argument(
+        "--wait-for-model",
+        action=argparse.BooleanOptionalAction,
+        default=_env("CHURNOPS_WAIT_FOR_MODEL", "false").lower() in ("1", "true", "yes"),
+        help="when the model cannot be loaded at start, stay up unready and retry (every "
+        "--reload-interval, else 30 s) instead of exiting with code 5 (env "
+        "CHURNOPS_WAIT_FOR_MODEL; default: exit)",
+    )
+    p.add_argument(
         "--access-log",
         action=argparse.BooleanOptionalAction,
         default=_env("CHURNOPS_ACCESS_LOG", "false").lower() in ("1", "true", "yes"),
@@ -106,4 +114,10 @@ def _serve(args: argparse.Namespace) -> None:
         max_body_bytes=max_body_bytes,
         body_timeout=body_timeout,
     )
-    serve(config, host=args.host, http_port=args.http_port, access_log=args.access_log)
+    serve(
+        config,
+        host=args.host,
+        http_port=args.http_port,
+        access_log=args.access_log,
+        wait_for_model=args.wait_for_model,
+    )

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
-
 from churnops.errors import ChurnopsError, InvalidRecord, ModelLoadError
 
 logger = logging.getLogger("churnops.serving")
@@ -52,8 +50,14 @@ class ClientDisconnected(ChurnopsError):
 CLIENT_CLOSED_REQUEST = 499
 
 
+# KServe's own errors are imported where they are mapped, not above: the request classes
+# here are also batch scoring's (through validation.py), which runs without KServe.
+
+
 def status_of(err: BaseException) -> int:
     """The HTTP status for ``err`` (500 for anything not known to be the client's fault)."""
+    from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+
     if isinstance(err, ClientDisconnected):
         return CLIENT_CLOSED_REQUEST
     if isinstance(err, BodyTimeout):
@@ -75,6 +79,8 @@ def status_of(err: BaseException) -> int:
 
 def is_validation_error(err: BaseException) -> bool:
     """Errors counted in ``churnops_validation_errors_total`` (the request was rejected)."""
+    from kserve.errors import InvalidInput
+
     return isinstance(err, InvalidRecord | InvalidInput)
 
 

@@ -19,6 +19,7 @@ def start_model_server(
     unknown_categories: str = "reject",
     max_batch_rows: int | None = None,
     wait_ready: bool = True,
+    wait_for_model: bool = False,
     timeout: float = 120.0,
     env: dict[str, str] | None = None,
 ) -> processes.Process:
@@ -27,6 +28,8 @@ def start_model_server(
     Args:
         wait_ready: Wait for ``/v2/health/ready`` (model loaded and self-checked); with
             False only for ``/v2/health/live`` (to observe a server that stays unready).
+        wait_for_model: ``--wait-for-model``: a model that cannot be loaded at start leaves
+            the server up and unready, retrying, instead of ending it with exit code 5.
 
     Returns:
         The process; ``.url`` is ``http://127.0.0.1:<port>``; stop it with ``.stop()``
@@ -58,6 +61,8 @@ def start_model_server(
         argv += ["--tracking-uri", tracking_uri]
     if max_batch_rows:
         argv += ["--max-batch-rows", str(max_batch_rows)]
+    if wait_for_model:
+        argv.append("--wait-for-model")
     health = "/v2/health/ready" if wait_ready else "/v2/health/live"
     proc = processes.start(
         "model-server",

@@ -5,8 +5,9 @@ Everything a request needs from a model version (scorer, threshold, drift window
 children) sits in one immutable ``LoadedModel``. A request takes the current one once,
 in ``preprocess``, and uses it to the end; a reload builds and self-checks the next one
 on a background thread and replaces the reference in one assignment. A version that
-fails to load or to pass its self-check never serves: the server stays unready (first
-load) or keeps the previous version (reload).
+fails to load or to pass its self-check never serves: at start the server exits with
+code 5 (or, with ``--wait-for-model``, stays unready and retries); on reload it keeps the
+previous version.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import tempfile
 import threading
 import time
@@ -29,14 +29,15 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from churnops.data import contract
 from churnops.errors import ModelLoadError
+from churnops.model.pyfunc import threshold_of
+from churnops.model.uri import Source, resolve
 from churnops.serving import encode, metrics
 from churnops.serving.errors import MalformedRequest
-from churnops.serving.scoring import Scorer, SklearnScorer, compile_model, threshold_of, verify
+from churnops.serving.scoring import Scorer, checked_scorer, self_check_columns
 from churnops.serving.validation import (
     Columns,
     Tensor,
     UnknownPolicy,
-    columns_from_frame,
     json_type,
     parse_instances,
     parse_tensors,
@@ -82,47 +83,6 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
-class Source:
-    """A model URI pinned to one version: what to download and how to label it."""
-
-    uri: str
-    version: str
-
-
-_MODELS_URI = re.compile(
-    r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))?(?P<rest>/.*)?$"
-)
-
-
-def resolve(model_uri: str) -> Source:
-    """Pin ``model_uri`` to one version (an alias is looked up in the registry now).
-
-    Raises:
-        ModelLoadError: The alias or version does not exist or the registry is unreachable.
-    """
-    m = _MODELS_URI.match(model_uri)
-    if m and (m["alias"] or (m["version"] and m["version"].isdigit())):
-        name = m["name"]
-        rest = m["rest"] or ""
-        if m["alias"]:
-            from mlflow import MlflowClient
-
-            try:
-                mv = MlflowClient().get_model_version_by_alias(name, m["alias"])
-            except Exception as err:
-                raise ModelLoadError(f"cannot resolve {model_uri}: {err}") from err
-            version = str(mv.version)
-        else:
-            version = m["version"]
-        return Source(f"models:/{name}/{version}{rest}", version)
-    if m:  # models:/<logged model id>
-        return Source(model_uri, m["name"])
-    if model_uri.startswith("runs:/"):
-        return Source(model_uri, "run-" + model_uri[len("runs:/") :].split("/")[0][:12])
-    return Source(model_uri, "local")
-
-
-@dataclass(frozen=True)
 class LoadedModel:
     """One model version ready to serve."""
 
@@ -137,25 +97,6 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return self.source.version
-
-
-def self_check_columns(example: Any = None, *, rows: int = 200, seed: int = 0) -> Columns:
-    """Records the self-check scores: the model's input example, generated customers, and
-    the same customers with unknown categories and missing numbers."""
-    import pandas as pd
-
-    from churnops.data.generate import generate_chunk
-    from churnops.model.features import model_input
-
-    frame = model_input(generate_chunk(np.random.default_rng(seed), rows, start=0, drift=0.0))
-    if example is not None:
-        frame = pd.concat([model_input(example), frame], ignore_index=True)
-    cols = columns_from_frame(frame)
-    rng = np.random.default_rng(seed + 1)
-    odd = Columns(cols.numeric.copy(), cols.codes.copy())
-    odd.numeric[rng.random(odd.numeric.shape) < 0.2] = np.nan
-    odd.codes[rng.random(odd.codes.shape) < 0.2] = -1
-    return Columns(np.vstack([cols.numeric, odd.numeric]), np.vstack([cols.codes, odd.codes]))
 
 
 def load_version(
@@ -180,14 +121,14 @@ def load_version(
             logger.warning(
                 "model %s: no %s; feature drift is not reported", source.version, PROFILE_FILE
             )
-        scorer, diff = _checked_scorer(
+        scorer, diff = checked_scorer(
             model, self_check_columns(artifact.input_example), source.version
         )
         loaded = LoadedModel(
             source=source,
             run_id=artifact.run_id,
             scorer=scorer,
-            threshold=threshold_of(model, float(artifact.metadata.get("threshold", 0.5))),
+            threshold=threshold_of(model, artifact.metadata),
             window=metrics.DriftWindow(artifact.profile),
             metrics=metrics.RequestMetrics(model_name, source.version),
             check_diff=diff,
@@ -206,26 +147,6 @@ def load_version(
         diff,
     )
     return loaded
-
-
-def _checked_scorer(model: Any, columns: Columns, version: str) -> tuple[Scorer, float]:
-    scorer = compile_model(model)
-    try:
-        return scorer, verify(scorer, model, columns)
-    except ValueError as err:
-        if isinstance(scorer, SklearnScorer):
-            raise ModelLoadError(f"model {version} fails its self-check: {err}") from err
-        logger.error(
-            "model %s: compiled %s scorer rejected (%s); serving through sklearn",
-            version,
-            scorer.kind,
-            err,
-        )
-    fallback = SklearnScorer(model)
-    try:
-        return fallback, verify(fallback, model, columns)
-    except Exception as err:
-        raise ModelLoadError(f"model {version} fails its self-check: {err}") from err
 
 
 @dataclass(frozen=True)
@@ -285,8 +206,12 @@ class ChurnModel(Model):
         self.refresh(initial=True)
         return self.ready
 
-    def refresh(self, *, initial: bool = False) -> bool:
+    def refresh(self, *, initial: bool = False, log: bool = True) -> bool:
         """Resolve the URI; load and swap in a version that is not the one serving.
+
+        Args:
+            log: Log a failure (off where the caller reports it itself, e.g. ``serve``
+                exiting on a first load that failed).
 
         Returns:
             True if a new version now serves.
@@ -295,7 +220,9 @@ class ChurnModel(Model):
             try:
                 source = resolve(self.config.model_uri)
             except ModelLoadError as err:
-                self._note_failure(str(err), counted=not initial and self.current is not None)
+                self._note_failure(
+                    str(err), counted=not initial and self.current is not None, log=log
+                )
                 return False
             if self.current is not None and self.current.source == source:
                 return False
@@ -311,7 +238,7 @@ class ChurnModel(Model):
                 )
             except ModelLoadError as err:
                 self._failed = (source.uri, time.monotonic())
-                self._note_failure(str(err), counted=not initial)
+                self._note_failure(str(err), counted=not initial, log=log)
                 return False
             self._swap(loaded, counted=not initial)
             return True
@@ -338,10 +265,12 @@ class ChurnModel(Model):
             self.ready = True
             metrics.MODEL_READY.labels(self.name).set(1)
 
-    def _note_failure(self, message: str, *, counted: bool) -> None:
+    def _note_failure(self, message: str, *, counted: bool, log: bool = True) -> None:
         self.last_error = message
         if counted:
             metrics.MODEL_RELOADS.labels(self.name, "failure").inc()
+        if not log:
+            return
         if self.current is None:
             logger.error("model %s: not ready: %s", self.name, message)
         else:

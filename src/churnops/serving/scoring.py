@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from churnops.data import contract
+from churnops.errors import ModelLoadError
 from churnops.serving.validation import CATEGORICAL_FIELDS, Columns
 
 logger = logging.getLogger("churnops.serving")
@@ -388,12 +389,6 @@ def compile_model(model: Any) -> Scorer:
         return SklearnScorer(model)
 
 
-def threshold_of(model: Any, default: float = 0.5) -> float:
-    if type(model).__name__ == "FixedThresholdClassifier":
-        return float(model.threshold)
-    return default
-
-
 def verify(scorer: Scorer, model: Any, columns: Columns, *, tolerance: float = 1e-9) -> float:
     """Max absolute difference between ``scorer`` and the sklearn object on ``columns``.
 
@@ -410,3 +405,50 @@ def verify(scorer: Scorer, model: Any, columns: Columns, *, tolerance: float = 1
     if diff > tolerance:
         raise ValueError(f"{scorer.kind} scorer differs from sklearn by {diff:.3g}")
     return diff
+
+
+def self_check_columns(example: Any = None, *, rows: int = 200, seed: int = 0) -> Columns:
+    """Records the self-check scores: the model's input example, generated customers, and
+    the same customers with unknown categories and missing numbers."""
+    import pandas as pd
+
+    from churnops.data.generate import generate_chunk
+    from churnops.model.features import model_input
+    from churnops.serving.validation import columns_from_frame
+
+    frame = model_input(generate_chunk(np.random.default_rng(seed), rows, start=0, drift=0.0))
+    if example is not None:
+        frame = pd.concat([model_input(example), frame], ignore_index=True)
+    cols = columns_from_frame(frame)
+    rng = np.random.default_rng(seed + 1)
+    odd = Columns(cols.numeric.copy(), cols.codes.copy())
+    odd.numeric[rng.random(odd.numeric.shape) < 0.2] = np.nan
+    odd.codes[rng.random(odd.codes.shape) < 0.2] = -1
+    return Columns(np.vstack([cols.numeric, odd.numeric]), np.vstack([cols.codes, odd.codes]))
+
+
+def checked_scorer(model: Any, columns: Columns, version: str) -> tuple[Scorer, float]:
+    """The compiled scorer of ``model``, checked against it on ``columns`` (the model
+    server and batch scoring load through this); a compiled scorer that disagrees is
+    replaced by the sklearn object, loudly; the max difference comes with it.
+
+    Raises:
+        ModelLoadError: Even the sklearn object fails the check.
+    """
+    scorer = compile_model(model)
+    try:
+        return scorer, verify(scorer, model, columns)
+    except ValueError as err:
+        if isinstance(scorer, SklearnScorer):
+            raise ModelLoadError(f"model {version} fails its self-check: {err}") from err
+        logger.error(
+            "model %s: compiled %s scorer rejected (%s); scoring through sklearn",
+            version,
+            scorer.kind,
+            err,
+        )
+    fallback = SklearnScorer(model)
+    try:
+        return fallback, verify(fallback, model, columns)
+    except Exception as err:
+        raise ModelLoadError(f"model {version} fails its self-check: {err}") from err

@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from churnops.errors import ModelLoadError
 from churnops.serving import decode, errors, metrics
 from churnops.serving.errors import MalformedRequest, UnsupportedMediaType
 from churnops.serving.model import (
@@ -224,8 +225,10 @@ def check_v2_header(payload: Any, *, binary: bool = False) -> None:
                 f"{preview(t['shape'])}",
                 field=field,
             )
-        if in_binary and (
-            type(params["binary_data_size"]) is not int or params["binary_data_size"] < 0
+        if (
+            in_binary
+            and params is not None
+            and (type(params["binary_data_size"]) is not int or params["binary_data_size"] < 0)
         ):
             raise MalformedRequest(
                 f"inputs[{i}] ({name!r}): 'binary_data_size' must be a non-negative integer",
@@ -522,17 +525,32 @@ def serve(
     http_port: int = 8080,
     access_log: bool = False,
     grace_period: int = 20,
+    wait_for_model: bool = False,
 ) -> None:
     """Run the model server on ``host:http_port`` until SIGTERM/SIGINT (in-flight requests
-    finish first)."""
+    finish first).
+
+    Raises:
+        RegistryUnavailable: The model comes from MLflow and MLflow does not answer.
+        ModelLoadError: The model cannot be loaded at start (its URI does not resolve, it
+            cannot be read or refused, or it fails its self-check).
+        Neither with ``wait_for_model``: the server then starts unready and retries.
+    """
     temp_home()
     model_server = _import_kserve()
     _bind_host(model_server, host)
     if config.tracking_uri:
-        import mlflow
+        if config.model_uri.startswith(("models:/", "runs:/")) and not wait_for_model:
+            from churnops import tracking
 
-        mlflow.set_tracking_uri(config.tracking_uri)
-        mlflow.set_registry_uri(config.tracking_uri)
+            # an unreachable registry ends the start within seconds (RegistryUnavailable,
+            # exit 4), with a progress line per retry, instead of MLflow's minutes of retries
+            tracking.connect(config.tracking_uri)
+        else:
+            import mlflow
+
+            mlflow.set_tracking_uri(config.tracking_uri)
+            mlflow.set_registry_uri(config.tracking_uri)
     server = model_server.ModelServer(
         http_port=http_port,
         workers=1,
@@ -546,7 +564,11 @@ def serve(
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logging.getLogger("churnops").addHandler(handler)
     model = ChurnModel(config)
-    model.load()  # the server starts either way; unready until a version passes its self-check
+    if wait_for_model:
+        model.load()  # KServe's hook: unready until a version passes its self-check
+    elif not model.refresh(initial=True, log=False):  # the CLI prints the one error line
+        model.stop()
+        raise ModelLoadError(model.last_error or f"cannot load {config.model_uri}")
     # Everything loaded so far (libraries, the model) lives as long as the process: keep it
     # out of the collector's full passes, which otherwise stall a request now and then
     # for as long as it takes to walk the whole heap.
