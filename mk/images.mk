@@ -69,5 +69,7 @@ else
 	$(DOCKER) push $(SERVING_IMAGE)
 endif
 
-bench-images: setup images-build ## image sizes, cold/cached builds, serving start-to-ready, DockerRunner vs SubprocessRunner
-	$(PY) benchmarks/bench_images.py
+BENCH_IMAGES_ARGS ?=
+
+bench-images: setup images-build ## image sizes, cold/cached builds, serving start-to-ready, DockerRunner vs SubprocessRunner (BENCH_IMAGES_ARGS=--no-pipeline|--cold)
+	$(PY) benchmarks/bench_images.py $(BENCH_IMAGES_ARGS)

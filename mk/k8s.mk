@@ -14,12 +14,16 @@ K8S_ENV      := KIND_CLUSTER=$(KIND_CLUSTER) NAMESPACE=$(NAMESPACE) RELEASE=$(RE
 # `make test` renders and validates the chart: it needs helm, kubectl and checkov.
 TEST_DEPS += tools
 
-.PHONY: tools chart-assets k8s-validate kind-up deploy pipeline-run e2e kind-down
+.PHONY: tools dashboards chart-assets k8s-validate kind-up deploy pipeline-run e2e kind-down
 
 tools: ## helm v4.1 + kubectl v1.35 into .tools/bin, checkov into .tools/checkov-venv (idempotent)
 	@bash scripts/install-tools.sh $(TOOLS)
 
 chart-assets: ## copy monitoring/ rules + dashboards into charts/churnops/files/ (commit the result)
+	@$(PY) scripts/sync_chart_assets.py
+
+dashboards: setup ## regenerate the Grafana dashboards (monitoring/grafana/generate.py) and their chart copies (commit both)
+	@$(PY) monitoring/grafana/generate.py >&2
 	@$(PY) scripts/sync_chart_assets.py
 
 k8s-validate: setup tools ## offline: helm lint/template, K8s + CRD schemas, policy, checkov (tests/k8s)

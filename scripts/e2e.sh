@@ -28,6 +28,17 @@ forward "$NAMESPACE" "${RELEASE}-mlflow" 5000:5000
 forward "${KPS_NAMESPACE}" "${KPS_RELEASE}-prometheus" 9090:9090
 sleep 5
 
+# MLflow's basic auth (mlflow.auth.enabled, the default) answers every API call without
+# credentials with 401: read the registry as the chart's read-only predictor identity.
+if kubectl -n "$NAMESPACE" get secret "${RELEASE}-mlflow-predictor" >/dev/null 2>&1; then
+  secret_value() {  # key of Secret <release>-mlflow-predictor, decoded
+    kubectl -n "$NAMESPACE" get secret "${RELEASE}-mlflow-predictor" -o "jsonpath={.data.$1}" | base64 -d
+  }
+  MLFLOW_TRACKING_USERNAME=$(secret_value MLFLOW_TRACKING_USERNAME)
+  MLFLOW_TRACKING_PASSWORD=$(secret_value MLFLOW_TRACKING_PASSWORD)
+  export MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD
+fi
+
 log "1. submit the training pipeline"
 "$CHURNOPS" pipeline submit --host http://localhost:8888
 log "waiting (up to 40 min) for alias champion in MLflow"

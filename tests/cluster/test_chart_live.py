@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from _cluster_support import (
     CHART,
     NAMESPACE,
@@ -127,6 +128,15 @@ def test_scenario_installs_and_uninstalls_cleanly(cluster, overlays, scenario: s
             return all(o.get("status", {}).get("readyReplicas", 0) >= 1 for o in owners)
 
         eventually(pods_created, f"{scenario}: every Deployment/StatefulSet has a Ready pod")
+        routes = alertmanager_webhooks()
+        values = yaml.safe_load(values_file(scenario).read_text())
+        if values.get("alertReceiver", {}).get("alertmanagerConfig", {}).get("enabled"):
+            assert routes, f"{scenario}: no AlertmanagerConfig routes drift alerts to the receiver"
+        for route in routes:
+            eventually(
+                lambda route=route: webhook_has_a_ready_endpoint(*route),
+                f"{scenario}: AlertmanagerConfig webhook {route} reaches a Ready receiver pod",
+            )
     finally:
         uninstall()
     # Nothing of the release is left but what it keeps on purpose (EXPECTED_LEFTOVERS): no
@@ -135,6 +145,52 @@ def test_scenario_installs_and_uninstalls_cleanly(cluster, overlays, scenario: s
         lambda: not leftovers_beyond_expected(),
         f"{scenario}: release objects gone except {sorted(EXPECTED_LEFTOVERS)}",
         describe=leftovers_beyond_expected,
+    )
+
+
+def test_mlflow_artifacts_move_between_object_store_and_bundled_volume(cluster, overlays) -> None:
+    """An upgrade that switches MLflow's artifact store flips its Deployment strategy
+    (RollingUpdate for an object store, Recreate for the ReadWriteOnce volume), both ways;
+    the API server refuses Recreate while a rollingUpdate nobody owns is left over."""
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", "manifests/overlays/local")
+    forget_kept()
+    s3 = ("--set", "mlflow.artifacts.destination=s3://churn-artifacts/mlflow")
+    try:
+        strategies = []
+        for extra in (s3, (), s3):
+            install("local", *extra)
+            strategies.append(get("deploy", "churnops-mlflow")["spec"]["strategy"])
+    finally:
+        uninstall()
+    assert [s["type"] for s in strategies] == ["RollingUpdate", "Recreate", "RollingUpdate"]
+    assert "rollingUpdate" not in strategies[1]
+
+
+def alertmanager_webhooks() -> list[tuple[str, str, int]]:
+    """(service, namespace, port) of every webhook URL in the release's AlertmanagerConfigs,
+    as the API server stored them (the prometheus-operator CRD's schema admitted them)."""
+    out = []
+    for amc in get("alertmanagerconfigs.monitoring.coreos.com"):
+        for receiver in amc["spec"].get("receivers", []):
+            for hook in receiver.get("webhookConfigs", []):
+                host, _, rest = hook["url"].removeprefix("http://").partition(":")
+                service, namespace = host.split(".")[:2]
+                out.append((service, namespace, int(rest.split("/")[0])))
+    return out
+
+
+def webhook_has_a_ready_endpoint(service: str, namespace: str, port: int) -> bool:
+    """The Service exists with that port and its EndpointSlices list a Ready pod on it: the
+    address Alertmanager will post drift alerts to leads to the receiver."""
+    svc = get("service", service, namespace=namespace)
+    if svc is None or port not in [p["port"] for p in svc["spec"]["ports"]]:
+        return False
+    slices = get("endpointslices", namespace=namespace) or []
+    return any(
+        (e.get("conditions") or {}).get("ready")
+        for es in slices
+        if es["metadata"].get("labels", {}).get("kubernetes.io/service-name") == service
+        for e in es.get("endpoints") or []
     )
 
 

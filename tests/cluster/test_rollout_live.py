@@ -174,7 +174,7 @@ def warm_up(url: str, n: int = 30) -> None:
 
 def run_canary(kube, servers, mlflow, versions, version_key: str, *, chaos=None):
     url, _ = mlflow
-    client = MlflowClient(url)
+    client = MlflowClient(url, url)
     client.set_registered_model_alias(MODEL, "champion", versions["stable"])
     version = versions[version_key]
     seen: list[tuple[int, int | None, list]] = []
@@ -243,5 +243,5 @@ def test_canary_is_promoted_on_the_live_inferenceservice(kube, servers, mlflow, 
     assert not isvc["spec"].get("canary")
     assert kube.state().stable_model_uri == f"models:/{MODEL}/{versions['healthy']}"
     eventually(lambda: replicas(name) == 2, f"{name} is the stable Deployment (2 replicas)")
-    aliases = MlflowClient(mlflow[0]).get_registered_model(MODEL).aliases
+    aliases = MlflowClient(mlflow[0], mlflow[0]).get_registered_model(MODEL).aliases
     assert str(aliases["champion"]) == versions["healthy"]

@@ -28,7 +28,7 @@ def test_migration_then_server_on_postgres_reachable_from_host(container_mlflow,
     with psycopg.connect(mlflow_database) as conn:
         [(revision,)] = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     assert revision
-    client = MlflowClient(url)
+    client = MlflowClient(url, url)
     experiment = client.create_experiment("from-the-host")
     run = client.create_run(experiment)
     client.log_metric(run.info.run_id, "roc_auc", 0.83)

@@ -57,8 +57,10 @@ VARIANTS = {
 }
 OVERLAYS = ("base", "overlays/kind", "overlays/cloud", "overlays/local")
 
-# Kubernetes versions the objects are validated against: the kind node / kubectl version, and
-# the newest schema set kubernetes-validate 1.37.0 carries.
+# Kubernetes versions the objects are validated against: 1.35, the local control plane
+# (manifests/versions.env KUBERNETES_VERSION, `make cluster-up`) and kubectl (`make tools`);
+# 1.37, the kind node image (KIND_NODE_IMAGE) and the newest schema set kubernetes-validate
+# 1.37.0 carries.
 K8S_VERSIONS = ("1.35", "1.37")
 
 

@@ -36,7 +36,7 @@ def test_serverless_inferenceservice(renders: dict[str, Render]) -> None:
     assert env["CHURNOPS_MODEL_URI"] == "models:/churn@champion"
     # Serverless: revisions are pinned; a stable revision following the alias would jump to
     # the canary's version before the analysis judged it.
-    assert env["CHURNOPS_RELOAD_INTERVAL"] == "0" and env["CHURNOPS_MAX_BATCH_ROWS"] == "10000"
+    assert env["CHURNOPS_RELOAD_INTERVAL"] == "0" and env["CHURNOPS_MAX_BATCH_ROWS"] == "5000"
     assert "STORAGE_URI" not in env
 
 
@@ -264,7 +264,9 @@ def test_mlflow_authentication_is_on_by_default() -> None:
     users_job = r.one("Job", "churnops-mlflow-users")
     assert users_job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     script = users_job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
-    assert '("pipeline", "MANAGE"), ("rollout", "EDIT")' in script
+    for grant in ('("pipeline", "registered_model", model, "MANAGE")',
+                  '("rollout", "registered_model", model, "EDIT")'):  # fmt: skip
+        assert grant in script
 
 
 def test_every_scenario_keeps_mlflow_authentication_on(renders: dict[str, Render]) -> None:

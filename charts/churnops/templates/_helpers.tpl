@@ -186,6 +186,9 @@ seccompProfile:
 {{- define "churnops.kfp.env" -}}
 - name: KFP_HOST
   value: {{ .Values.pipelines.kfp.host | quote }}
+# The runs' pods run as churnops' own ServiceAccount (rbac.yaml), not KFP's shared one.
+- name: KFP_SERVICE_ACCOUNT
+  value: {{ .Values.pipelineRunner.serviceAccountName | quote }}
 {{- with .Values.pipelines.kfp.namespace }}
 - name: KFP_NAMESPACE
   value: {{ . | quote }}
@@ -230,4 +233,27 @@ seccompProfile:
     - protocol: TCP
       port: 443
 {{- end }}
+{{- end -}}
+
+{{/* MLflow identities that get their own Secret <fullname>-mlflow-<role> in the release
+namespace (templates/mlflow.yaml); the pipeline's lives in pipelines.namespace. */}}
+{{- define "churnops.mlflow.podIdentities" -}}
+predictor rollout
+{{- end -}}
+
+{{/*
+Name of the Secret holding an MLflow identity's MLFLOW_TRACKING_USERNAME/PASSWORD.
+Call with (dict "ctx" $ "role" "predictor"). Fails instead of naming a Secret the chart does
+not render: an unknown role, or auth on without this release's tracking server.
+*/}}
+{{- define "churnops.mlflow.identitySecret" -}}
+{{- $ctx := .ctx -}}
+{{- $roles := splitList " " (include "churnops.mlflow.podIdentities" $ctx) -}}
+{{- if not (has .role $roles) -}}
+{{- fail (printf "no MLflow identity Secret for role %q (the chart generates: %s)" .role (join ", " $roles)) -}}
+{{- end -}}
+{{- if not $ctx.Values.mlflow.enabled -}}
+{{- fail "mlflow.auth.enabled needs mlflow.enabled: the MLflow identities and their Secrets are generated with this release's tracking server" -}}
+{{- end -}}
+{{- printf "%s-mlflow-%s" (include "churnops.fullname" $ctx) .role -}}
 {{- end -}}

@@ -146,10 +146,12 @@ def mlflow_storage_uri(model_uri: str) -> str:
 
     from mlflow.tracking import MlflowClient
 
-    parts = model_uri.removeprefix("models:/").split("/")
-    if len(parts) != 2 or not model_uri.startswith("models:/"):
+    from churnops.model import uri as registry_uri
+
+    parsed = registry_uri.parse(model_uri)
+    if parsed is None or not parsed.version or parsed.rest:
         raise ValueError(f"a Standard-mode canary needs models:/<name>/<version>, got {model_uri}")
-    source = MlflowClient().get_model_version_download_uri(parts[0], parts[1])
+    source = MlflowClient().get_model_version_download_uri(parsed.name, parsed.version)
     if source.startswith("mlflow-artifacts:"):
         dest = os.environ.get("CHURNOPS_ARTIFACTS_DESTINATION", "")
         if not dest:

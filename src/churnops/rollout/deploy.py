@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from churnops import processes, registry, tracking
 from churnops.errors import PromotionRejected
+from churnops.model import uri as registry_uri
 from churnops.progress import log
 from churnops.rollout import analysis
 from churnops.rollout.adapter import KServeTarget, ServingState, ServingTarget
@@ -34,13 +34,12 @@ FAILED_OUTCOMES = ("rolled_back", "no_traffic")
 
 def version_of(model_uri: str | None, model_name: str) -> str | None:
     """``models:/churn/7`` → ``"7"``; aliases are resolved through the registry."""
-    if not model_uri:
+    parsed = registry_uri.parse(model_uri) if model_uri else None
+    if parsed is None or parsed.name != model_name or parsed.rest:
         return None
-    if match := re.fullmatch(rf"models:/{re.escape(model_name)}/(\d+)", model_uri):
-        return match.group(1)
-    if match := re.fullmatch(rf"models:/{re.escape(model_name)}@([\w-]+)", model_uri):
-        return registry.aliases(model_name).get(match.group(1))
-    return None
+    if parsed.alias:
+        return registry.aliases(model_name).get(parsed.alias)
+    return parsed.version
 
 
 def mlflow_hooks(model_name: str, version: str) -> tuple[Any, Any]:
@@ -80,7 +79,7 @@ def canary(
     if stable_version == version:
         log(f"rollout: {model_name} v{version} already serves as stable; nothing to roll out")
         return {"outcome": "unchanged", "canary_version": version, "stable_version": stable_version}
-    target.start_canary(f"models:/{model_name}/{version}", config.steps[0])
+    target.start_canary(registry_uri.version_uri(model_name, version), config.steps[0])
     on_promote, on_rollback = mlflow_hooks(model_name, version)
     result = analysis.run(
         target,
@@ -93,6 +92,17 @@ def canary(
         on_rollback=on_rollback,
     )
     return result.to_dict()
+
+
+def pipeline_task(*, version: str, promoted: bool, **kwargs: Any) -> str:
+    """The body of the pipeline's "canary rollout" task (cluster and kfp.local alike):
+    nothing unless the gate promoted ``version``, else :func:`start` with ``kwargs``. The
+    result is printed (the task log) and returned as JSON (the task output)."""
+    if not promoted:
+        return json.dumps({"outcome": "skipped", "version": version, "reason": "not promoted"})
+    text = json.dumps(start(version=version, **kwargs), default=str)
+    print(text)
+    return text
 
 
 def start(
@@ -186,8 +196,6 @@ def _kill(pid: int | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 15)
 
-    return True
-
 
 class LocalServers:
     """A :class:`ServingTarget` made of local model-server processes.
@@ -217,7 +225,9 @@ class LocalServers:
     def state(self) -> ServingState:
         record = self.read()
         stable = record.get("model_uri") or (
-            f"models:/{self.model_name}/{record['version']}" if record.get("version") else None
+            registry_uri.version_uri(self.model_name, record["version"])
+            if record.get("version")
+            else None
         )
         canary = record.get("canary") or {}
         return ServingState(stable, canary.get("model_uri"), canary.get("percent", 0), True)
@@ -270,7 +280,7 @@ def _local(model_name: str, version: str, tracking_uri: str, port: int) -> dict[
     home = Path(os.environ.get("CHURNOPS_HOME", ".churnops")).resolve()
     state_file = home / f"serve-{model_name}.json"
     server = start_model_server(
-        f"models:/{model_name}/{version}",
+        registry_uri.version_uri(model_name, version),
         tracking_uri,
         port=port or None,
         log_path=home / "logs" / f"serve-{model_name}-v{version}.log",
@@ -283,7 +293,7 @@ def _local(model_name: str, version: str, tracking_uri: str, port: int) -> dict[
     info = {
         "outcome": "serving",
         "version": version,
-        "model_uri": f"models:/{model_name}/{version}",
+        "model_uri": registry_uri.version_uri(model_name, version),
         "url": server.url,
         "pid": server.popen.pid,
         "log": str(server.log_path),
