@@ -10,7 +10,7 @@ CONSTRAINTS := requirements/constraints.txt
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 
 # Fragments in mk/ add their own targets; they append prerequisites of `make test` here.
-TEST_DEPS := setup
+TEST_DEPS := setup lint
 
 .PHONY: help setup system-deps lint format test test-unit demo bench bench-train bench-pipeline \
         bench-rollout pipelines clean lock
@@ -20,6 +20,7 @@ help: ## list targets
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 setup: system-deps $(VENV)/.installed ## install Python deps into .venv/ and system tools (idempotent)
+	@$(PY) -m compileall -q -j 0 src >/dev/null || true
 
 # Debian packages the tests and benchmarks run for real: prometheus/promtool, wrk.
 system-deps:
@@ -36,6 +37,12 @@ $(VENV)/.installed: pyproject.toml setup.py $(CONSTRAINTS) $(wildcard src/churno
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check "uv==0.13.9"
 	$(VENV)/bin/uv pip install -q --python $(PY) -c $(CONSTRAINTS) -e ".[dev]"
+	@# Bytecode once, here: where PYTHONDONTWRITEBYTECODE is set (this machine, CI), every
+	@# process would otherwise compile mlflow, sklearn, pandas... from source at each start
+	@# (`import mlflow, sklearn, pandas, kfp`: 16.6 s -> 5.9 s). A file that does not
+	@# compile is one no import reaches.
+	@echo ">> setup: compiling the venv's bytecode" >&2
+	@$(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null || true
 	@touch $@
 
 lock: ## re-resolve requirements/constraints.txt from pyproject.toml
@@ -53,7 +60,7 @@ format: setup ## apply ruff fixes and formatting
 
 -include mk/*.mk
 
-test: $(TEST_DEPS) ## the whole suite: unit, integration (real servers), k8s (offline render+validate)
+test: $(TEST_DEPS) ## lint, then the whole suite: unit, integration (real servers), k8s (offline + live control plane), containers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup ## fast in-process tests only

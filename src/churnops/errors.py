@@ -58,8 +58,9 @@ class RegistryUnavailable(ChurnopsError, ConnectionError):
 
 
 class ModelLoadError(ChurnopsError, RuntimeError):
-    """A model version cannot be loaded or fails its self-check. The server stays unready
-    (or keeps serving the previous model when reloading). CLI: exit 5."""
+    """A model version cannot be loaded or fails its self-check. ``churnops serve`` exits
+    with it at start (with ``--wait-for-model`` it stays unready and retries instead); on a
+    reload it keeps serving the previous model. CLI: exit 5."""
 
     exit_code = 5
 

@@ -178,6 +178,7 @@ def test_one_run_per_alert_group_across_repeats_resolves_and_a_restart(
     spec = run["pipeline_spec"]  # with kfp-kubernetes settings: {pipeline_spec, platform_spec}
     assert spec.get("pipeline_spec", spec)["pipelineInfo"]["name"] == "churn-training", spec.keys()
     assert [e["display_name"] for e in kfp.experiments] == ["retraining"]
+    assert run["service_account"] == "churnops-pipeline-runner"  # may patch the predictor
 
     # Alertmanager re-sends the group every repeat_interval; both replicas of an HA pair send.
     for _ in range(3):

@@ -133,6 +133,28 @@ def test_rollout_without_a_kubeconfig(mlflow_server, model, tmp_path):
     )
 
 
+def test_serve_exits_when_the_model_cannot_be_loaded_at_start(mlflow_server, model, tmp_path):
+    """A pod that cannot serve ends (exit 5, one line naming the model) and Kubernetes shows
+    it restarting with the reason, instead of a server that stays up and never gets ready."""
+    from churnops.processes import free_port
+
+    def serve(uri: str, *extra: str) -> subprocess.CompletedProcess:
+        return churnops(
+            "serve", "--model-uri", uri, "--host", "127.0.0.1",
+            "--http-port", str(free_port()), *extra, timeout=120,
+        )  # fmt: skip
+
+    _assert_one_line_error(
+        serve(f"models:/{model}@champion", "--tracking-uri", mlflow_server), 5, "champion"
+    )
+    _assert_one_line_error(serve(str(tmp_path / "no-such-dir")), 5, "no-such-dir")
+    # an MLflow that does not answer is not waited on for minutes: exit 4 naming it
+    closed = f"http://127.0.0.1:{free_port()}"
+    _assert_one_line_error(
+        serve(f"models:/{model}@champion", "--tracking-uri", closed), 4, closed, "unreachable"
+    )
+
+
 def test_help_and_version():
     done = churnops("--version")
     assert done.returncode == 0 and done.stdout.startswith("churnops ")

@@ -94,7 +94,7 @@ def test_training_on_each_revision_logs_its_lineage(dvc_repo: Path, mlflow_serve
     from churnops.model.train import TrainConfig
     from churnops.training.flow import run_training
 
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, mlflow_server)
     runs = {}
     for rev in ("v1", "v2"):
         out = run_training(

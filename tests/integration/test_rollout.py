@@ -80,7 +80,7 @@ def records() -> list[dict]:
 def _reset_aliases(mlflow_server: str, versions: dict[str, str], gate_moved: str | None) -> None:
     """Champion = stable; or, as after a pipeline's gate, champion = the candidate and
     previous-champion = stable (the stable revision still serves what it loaded)."""
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, mlflow_server)
     with contextlib.suppress(Exception):
         client.delete_registered_model_alias(MODEL, "previous-champion")
     client.set_registered_model_alias(MODEL, "champion", versions["stable"])
@@ -161,7 +161,9 @@ def scenario(versions, mlflow_server, prometheus, stable, ports, records, tmp_pa
 def _aliases(mlflow_server: str) -> dict[str, str]:
     return {
         k: str(v)
-        for k, v in MlflowClient(mlflow_server).get_registered_model(MODEL).aliases.items()
+        for k, v in MlflowClient(mlflow_server, mlflow_server)
+        .get_registered_model(MODEL)
+        .aliases.items()
     }
 
 
@@ -193,7 +195,11 @@ def test_erroring_canary_is_rolled_back(scenario, versions, mlflow_server):
     assert "error ratio" in result["decisions"][-1]["reason"]
     assert target.calls[-1] == "rollback" and target.canary_uri is None
     assert _aliases(mlflow_server)["champion"] == versions["stable"]
-    tags = MlflowClient(mlflow_server).get_model_version(MODEL, versions["healthy"]).tags
+    tags = (
+        MlflowClient(mlflow_server, mlflow_server)
+        .get_model_version(MODEL, versions["healthy"])
+        .tags
+    )
     assert tags["rollout"] == "rolled_back" and "error ratio" in tags["rollout_reason"]
 
 
@@ -346,7 +352,11 @@ def test_rolled_back_canary_fails_the_deploy_task_under_kfp_local(
     assert "canary error ratio" in logged
     assert json.loads(record.read_text()) == stable_record  # stable serves, canary gone
     assert _aliases(mlflow_server)["champion"] == versions["stable"]
-    tags = MlflowClient(mlflow_server).get_model_version(MODEL, versions["healthy"]).tags
+    tags = (
+        MlflowClient(mlflow_server, mlflow_server)
+        .get_model_version(MODEL, versions["healthy"])
+        .tags
+    )
     assert tags["rollout"] == "rolled_back" and "error ratio" in tags["rollout_reason"]
 
 

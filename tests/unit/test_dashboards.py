@@ -116,7 +116,7 @@ def test_committed_dashboards_are_current() -> None:
     assert set(rendered) == EXPECTED
     for name, text in rendered.items():
         committed = (DASH_DIR / name).read_text(encoding="utf-8")
-        assert committed == text, f"{name} is stale: run python monitoring/grafana/generate.py"
+        assert committed == text, f"{name} is stale: run make dashboards"
 
 
 def test_dashboards_are_valid_and_use_the_datasource_variable() -> None:

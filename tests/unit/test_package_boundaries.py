@@ -32,3 +32,20 @@ def test_library_modules_do_not_import_the_testing_helpers():
     ]
     # The demo's sample traffic is the one library use of the generated request records.
     assert users in ([], ["demo.py"]), users
+
+
+def test_batch_scoring_loads_a_model_without_the_model_server(tmp_path):
+    """`churnops score` runs where only the training extra is installed (the batch-scoring
+    CronJob, a data scientist's laptop): loading and scoring never import KServe."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from churnops.scoring import batch\n"
+        "from churnops.model.uri import resolve\n"
+        "from churnops.serving.scoring import checked_scorer, self_check_columns\n"
+        "assert 'kserve' not in sys.modules, 'kserve imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -44,7 +44,11 @@ def _serve(args: argparse.Namespace) -> dict[str, Any]:
     params["data_uri"] = args.data
     package = _package(args.package, args.image_registry)
     trigger = RetrainTrigger(
-        KfpClient(args.kfp_host, namespace=args.kfp_namespace),
+        KfpClient(
+            args.kfp_host,
+            namespace=args.kfp_namespace,
+            service_account=args.service_account or None,
+        ),
         package=package,
         params=params,
         experiment=args.experiment,
@@ -60,6 +64,8 @@ def _serve(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def register(sub: Any) -> None:
+    from churnops.kfp_client import DEFAULT_SERVICE_ACCOUNT, SERVICE_ACCOUNT_ENV
+
     env = os.environ.get
     alerts = sub.add_parser(
         "alerts", help="Alertmanager webhook receiver for drift-triggered retraining"
@@ -85,6 +91,12 @@ def register(sub: Any) -> None:
     )
     serve.add_argument(
         "--kfp-namespace", default=env("KFP_NAMESPACE") or None, help="multi-user KFP namespace"
+    )
+    serve.add_argument(
+        "--service-account",
+        default=env(SERVICE_ACCOUNT_ENV) or DEFAULT_SERVICE_ACCOUNT,
+        help="ServiceAccount the retraining runs' pods run as ('' for KFP's default; "
+        f"default: ${SERVICE_ACCOUNT_ENV}, else %(default)s)",
     )
     serve.add_argument(
         "--package",
