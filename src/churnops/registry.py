@@ -22,6 +22,7 @@ import contextlib
 import os
 import random
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -146,6 +147,30 @@ def retry(
         log(f"registry: {what} failed; retrying in {delay:.0f}s")
         time.sleep(delay)
         attempt += 1
+
+
+def drop_resent_runs(experiment_id: str, tag: str, value: str, *, keep: str) -> list[str]:
+    """End and delete every run of ``experiment_id`` but ``keep`` that carries ``tag`` =
+    ``value`` (a tag unique to one start): MLflow's HTTP client resends a create whose
+    answer was lost, and the first copy would otherwise stay RUNNING for good.
+
+    Returns:
+        The removed run ids.
+    """
+    client = _client()
+    copies = retry(
+        lambda: client.search_runs([experiment_id], f"tags.`{tag}` = '{value}'", max_results=50),
+        what="search runs",
+    )
+    dropped = []
+    for run in copies:
+        if run.info.run_id == keep:
+            continue
+        retry(partial(client.set_terminated, run.info.run_id, "FAILED"), what="end a resent run")
+        retry(partial(client.delete_run, run.info.run_id), what="remove a resent run")
+        log(f"registry: removed run {run.info.run_id}, a second copy of {keep} (a create resent)")
+        dropped.append(run.info.run_id)
+    return dropped
 
 
 def aliases(name: str, *, missing_ok: bool = True) -> dict[str, str]:
@@ -384,14 +409,31 @@ def champion_scores(name: str, x_test: Any) -> tuple[str, np.ndarray] | None:
     current = aliases(name).get(CHAMPION)
     if current is None:
         return None
-    from churnops.model.serialize import load_model_uri
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
 
-    # The safe loader: skops with churnops' own trusted types, pickle refused (UnsafeModel
-    # is a ModelLoadError, so an unsafe champion is gated like a broken one).
-    try:
-        artifact = load_model_uri(f"models:/{name}/{current}")
-    except ModelLoadError as err:
-        raise type(err)(f"champion {name} v{current} refused or unloadable: {err}") from err
+    from churnops.model.serialize import load_model_dir
+
+    with tempfile.TemporaryDirectory(prefix="churnops-champion-") as workdir:
+        # MLflow being down is no broken champion: a gate that skipped the comparison for it
+        # could replace a better model. Retried for the budget, then RegistryUnavailable.
+        try:
+            path = retry(
+                partial(
+                    mlflow.artifacts.download_artifacts,
+                    artifact_uri=f"models:/{name}/{current}",
+                    dst_path=workdir,
+                ),
+                what=f"download champion v{current}",
+            )
+        except MlflowException as err:  # answered, not down: its artifacts are gone
+            raise ModelLoadError(f"champion {name} v{current} cannot be downloaded: {err}") from err
+        # The safe loader: skops with churnops' own trusted types, pickle refused
+        # (UnsafeModel is a ModelLoadError, so an unsafe champion is gated like a broken one).
+        try:
+            artifact = load_model_dir(path)
+        except ModelLoadError as err:
+            raise type(err)(f"champion {name} v{current} refused or unloadable: {err}") from err
     try:
         proba = np.asarray(artifact.model.predict_proba(x_test), dtype=float)[:, 1]
     except Exception as err:

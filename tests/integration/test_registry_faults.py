@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import ViewType
 
 from churnops import processes
 from churnops.data.generate import GeneratorConfig, write
@@ -279,6 +280,8 @@ LOST_ANSWERS = {
     # MLflow's HTTP client resends a request whose answer was lost (POST included):
     # the version is created twice unless churnops notices,
     "create version": lambda path, body: path.endswith("/model-versions/create"),
+    # and the run twice, the first copy left RUNNING,
+    "start run": lambda path, body: path.endswith("/runs/create"),
     # and the alias lock it took must not look held by someone else.
     "take the alias lock": lambda path, body: (
         path.endswith("/registered-models/create") and b"alias-lock" in body
@@ -310,6 +313,18 @@ def test_a_lost_answer_registers_one_version_and_promotes_it(mlflow_server, tmp_
     assert versions[0].tags["gate"] == "passed"
     assert client.get_registered_model(model).aliases["champion"] == result["version"]
     assert "breaking the expired alias lock" not in done.stderr, "waited for its own lock"
+    run = client.get_run(result["run_id"])
+    token = run.data.tags["churnops.start_token"]
+    copies = client.search_runs(
+        [run.info.experiment_id],
+        f"tags.`churnops.start_token` = '{token}'",
+        run_view_type=ViewType.ALL,
+    )
+    assert len(copies) == (2 if lost == "start run" else 1)
+    assert [c.info.run_id for c in copies if c.info.lifecycle_stage == "active"] == [
+        run.info.run_id
+    ]
+    assert all(c.info.status != "RUNNING" for c in copies), "a copy of the run stays RUNNING"
 
 
 def test_mlflow_down_right_after_the_version_is_created_is_outlived(mlflow_server, tmp_path):
@@ -337,3 +352,34 @@ def test_mlflow_down_right_after_the_version_is_created_is_outlived(mlflow_serve
     versions = client.search_model_versions(f"name='{model}'")
     assert [mv.version for mv in versions] == [result["version"]]
     assert versions[0].tags["gate"] == "passed"
+
+
+def test_mlflow_down_while_the_gate_reads_the_champion_is_not_a_broken_champion(
+    mlflow_server, tmp_path
+):
+    # A champion that cannot be loaded is gated against the floors alone; MLflow being down
+    # while its artifacts download must not count as that, or a worse model could win.
+    model = "down-at-gate"
+    data = write(GeneratorConfig(rows=1500, seed=7), tmp_path / "c.csv", show_progress=False)
+    first = subprocess.run(
+        _train_argv(data, mlflow_server, model), capture_output=True, text=True, timeout=1800
+    )
+    assert first.returncode == 0, first.stderr
+    proxy = AnswerLost(
+        mlflow_server,
+        _after_version_created(lambda path: path.endswith("/model-versions/get-download-uri")),
+        outage=20.0,
+    )
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        done = subprocess.run(
+            _train_argv(data, proxy.url, model), capture_output=True, text=True, timeout=1800
+        )
+    finally:
+        proxy.shutdown()
+    assert proxy.lost == 1, "the proxy never saw the champion's download"
+    assert done.returncode == 0, done.stderr
+    assert "gating on absolute minimums only" not in done.stderr
+    gate = json.loads(done.stdout.splitlines()[-1])["gate"]
+    assert gate["champion_version"] == "1"
+    assert gate["champion"] is not None, "the champion was never compared"

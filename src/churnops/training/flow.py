@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import uuid
 from dataclasses import asdict
 from typing import Any
 
@@ -21,6 +22,9 @@ from churnops.training.fit import train_candidates
 from churnops.training.ingest import ingest, log_dataset, log_validation
 from churnops.training.publish import log_candidates, publish
 from churnops.training.selection import compare, evaluate_candidate
+
+# Unique to one `churnops train`: its run is found by it when MLflow created it twice.
+START_TAG = "churnops.start_token"
 
 
 def run_training(
@@ -49,18 +53,24 @@ def run_training(
     experiment_id = registry.retry(
         lambda: mlflow.set_experiment(experiment).experiment_id, what="set experiment"
     )
+    start = {
+        START_TAG: uuid.uuid4().hex,
+        registry.HOST_TAG: socket.gethostname(),
+        registry.PID_TAG: str(os.getpid()),
+    }
     run = registry.retry(
-        lambda: mlflow.start_run(run_name=f"train-{model_name}", experiment_id=experiment_id),
+        lambda: mlflow.start_run(
+            run_name=f"train-{model_name}", experiment_id=experiment_id, tags=start
+        ),
         what="start run",
     )
     run_id = run.info.run_id
     try:
+        registry.drop_resent_runs(experiment_id, START_TAG, start[START_TAG], keep=run_id)
         mlflow.set_tags(
             {
                 "churnops.data_uri": data_uri,
                 "churnops.git_commit": tracking.git_commit(),
-                registry.HOST_TAG: socket.gethostname(),
-                registry.PID_TAG: str(os.getpid()),
                 "mlflow.note.content": f"`churnops train` of model {model_name} on {data_uri}",
             }
         )

@@ -57,6 +57,7 @@ def open_run(
             "mlflow.note.content": f"KFP pipeline run of model {model_name} on {data_uri}",
         },
     )
+    registry.drop_resent_runs(experiment_id, RUN_KEY_TAG, run_key, keep=run.info.run_id)
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
     return str(run.info.run_id)
