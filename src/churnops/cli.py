@@ -123,7 +123,7 @@ def _data_validate(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> dict:
-    from churnops.model.train import TrainConfig
+    from churnops.model.config import TrainConfig
     from churnops.registry import GateConfig
     from churnops.training.flow import check_candidates, run_training
 
@@ -165,7 +165,7 @@ def _demo(args: argparse.Namespace) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     from churnops import __version__
     from churnops.model.candidates import CANDIDATES
-    from churnops.model.train import TrainConfig
+    from churnops.model.config import TrainConfig
     from churnops.registry import GateConfig
 
     train_defaults, gate_defaults = TrainConfig(), GateConfig()

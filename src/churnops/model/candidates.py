@@ -12,14 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sklearn.base import BaseEstimator
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from xgboost import XGBClassifier
-
-from churnops.model.features import preprocessor
+if TYPE_CHECKING:  # the families' libraries load when one is built, not with the names
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
 
 
 @dataclass(frozen=True)
@@ -38,6 +35,11 @@ class CandidateSpec:
 
 
 def _logreg(seed: int, n_jobs: int, rows: int) -> Pipeline:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from churnops.model.features import preprocessor
+
     return Pipeline(
         [
             ("pre", preprocessor(scale=True)),
@@ -47,6 +49,11 @@ def _logreg(seed: int, n_jobs: int, rows: int) -> Pipeline:
 
 
 def _random_forest(seed: int, n_jobs: int, rows: int) -> Pipeline:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+
+    from churnops.model.features import preprocessor
+
     # Bootstrap samples are capped so very large tables cost time linear in trees, not rows.
     max_samples = None if rows <= 200_000 else 200_000 / rows
     clf = RandomForestClassifier(
@@ -60,6 +67,11 @@ def _random_forest(seed: int, n_jobs: int, rows: int) -> Pipeline:
 
 
 def _xgboost(seed: int, n_jobs: int, rows: int) -> Pipeline:
+    from sklearn.pipeline import Pipeline
+    from xgboost import XGBClassifier
+
+    from churnops.model.features import preprocessor
+
     clf = XGBClassifier(
         n_estimators=400,
         learning_rate=0.03,

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,16 +60,78 @@ def _check(untrusted: list[str], where: str = "model") -> None:
         )
 
 
+ESTIMATOR_NAMES = Path(__file__).with_name("skops_estimator_names.json")
+_SKOPS_IMPORT = threading.Lock()
+
+
+def skops_io() -> Any:
+    """``skops.io``, imported without the walk over every scikit-learn module it makes
+    for its default trusted list (``all_estimators()``: about a second, the larger part of
+    a batch job's start).
+
+    The names that walk finds are shipped in ``ESTIMATOR_NAMES`` for the pinned
+    scikit-learn and skops; skops gets exactly those names, so it trusts exactly what it
+    would have (checked after the import, and by a test against a real walk). Any other
+    version pair takes skops' own walk.
+    """
+    with _SKOPS_IMPORT:
+        if "skops.io" in sys.modules:
+            return sys.modules["skops.io"]
+        import sklearn
+        import sklearn.utils
+
+        shipped = json.loads(ESTIMATOR_NAMES.read_text())
+        if shipped["versions"] != _skops_versions(sklearn.__version__):
+            import skops.io
+
+            return skops.io
+        names = shipped["names"]
+        walk = sklearn.utils.all_estimators
+        sklearn.utils.all_estimators = lambda: [(n, _named(n)) for n in names]
+        try:
+            import skops.io
+            from skops.io import _trusted_types
+        finally:
+            sklearn.utils.all_estimators = walk
+        if names != _trusted_types.SKLEARN_ESTIMATOR_TYPE_NAMES:
+            raise RuntimeError("skops' trusted estimator list differs from the shipped one")
+        return skops.io
+
+
+def _skops_versions(sklearn_version: str) -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {"scikit-learn": sklearn_version, "skops": version("skops")}
+
+
+def _named(qualified: str) -> type:
+    """A stand-in class that skops names ``qualified`` (module and class name)."""
+    module, _, name = qualified.rpartition(".")
+    return type(name, (), {"__module__": module})
+
+
+def estimator_names() -> dict[str, Any]:
+    """What ``ESTIMATOR_NAMES`` holds, computed by skops' own walk (in a fresh process:
+    ``python -m churnops.model.serialize > src/churnops/model/skops_estimator_names.json``)."""
+    import sklearn
+    from skops.io import _trusted_types
+
+    return {
+        "versions": _skops_versions(sklearn.__version__),
+        "names": _trusted_types.SKLEARN_ESTIMATOR_TYPE_NAMES,
+    }
+
+
 def check_trusted(model: Any) -> None:
     """Raises UnsafeModel if skops would need a type outside ``TRUSTED_TYPES`` to load
     ``model`` again (checked before saving, so every saved model loads)."""
-    import skops.io as sio
+    sio = skops_io()
 
     _check(sio.get_untrusted_types(data=sio.dumps(model)))
 
 
 def dump(model: Any, path: str | Path) -> None:
-    import skops.io as sio
+    sio = skops_io()
 
     check_trusted(model)
     sio.dump(model, path)
@@ -80,7 +144,7 @@ def load(path: str | Path) -> Any:
     Raises:
         UnsafeModel: The file needs a type churnops does not trust, or is not skops.
     """
-    import skops.io as sio
+    sio = skops_io()
 
     try:
         untrusted = sio.get_untrusted_types(file=path)
@@ -248,3 +312,7 @@ def load_model_uri(uri: str, *, download_dir: str | Path | None = None) -> Model
         return load_model_dir(path)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    print(json.dumps(estimator_names(), indent=1))

@@ -26,34 +26,11 @@ from sklearn.model_selection import (
 )
 
 from churnops.data import contract
-from churnops.model.candidates import DEFAULT_CANDIDATES, spec
+from churnops.model.candidates import spec
+from churnops.model.config import TrainConfig
 from churnops.model.features import model_input
 from churnops.model.threshold import best_f1_threshold
 from churnops.progress import log
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings.
-
-    Attributes:
-        seed: Seeds the split, the folds, subsampling and the models.
-        test_size: Share of rows held out for evaluation, stratified on the label.
-        candidates: Candidate names (see ``churnops.model.candidates``).
-        search_folds: Folds of the grid search.
-        threshold_folds: Folds of the out-of-fold predictions that choose the threshold
-            and rank candidates.
-        search_rows: At most this many training rows go into search and threshold CV.
-        n_jobs: Parallel workers (-1: all cores).
-    """
-
-    seed: int = 42
-    test_size: float = 0.2
-    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
-    search_folds: int = 3
-    threshold_folds: int = 5
-    search_rows: int = 50_000
-    n_jobs: int = -1
 
 
 @dataclass

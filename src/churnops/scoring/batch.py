@@ -13,6 +13,7 @@ field, problem and value; the job fails when their share exceeds ``max_reject_ra
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import queue
 import threading
 import time
@@ -30,6 +31,10 @@ from churnops.progress import Progress, log
 
 OUTPUT_COLUMNS = ("customerID", "churn_probability", "churn", "model_version", "scored_at")
 REJECT_COLUMNS = ("row", "customerID", "field", "problem", "value")
+
+
+# Batches read and coerced ahead of scoring (about 30k rows each at the default block size).
+PREFETCH_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,9 @@ def read_batches(uri: str, *, config: ScoreConfig = ScoreConfig()) -> Iterator[A
         stream.close()
 
 
-def _read_ahead(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+def _read_ahead(
+    batches: Iterator[Any], depth: int = 2, name: str = "churnops-read-ahead"
+) -> Iterator[Any]:
     """``batches``, read by a background thread at most ``depth`` ahead of the consumer;
     the reader's exception is raised here, and a consumer that stops early stops it."""
     ready: queue.Queue = queue.Queue(depth)
@@ -162,7 +169,7 @@ def _read_ahead(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
             return
         put(end)
 
-    thread = threading.Thread(target=read, name="churnops-read-ahead", daemon=True)
+    thread = threading.Thread(target=read, name=name, daemon=True)
     thread.start()
     try:
         while (item := ready.get()) is not end:
@@ -276,7 +283,19 @@ def score(
     import pyarrow as pa
 
     started = time.perf_counter()
-    model = load_model(model_uri)
+    # Read and coerced by a thread a few batches ahead of scoring, and started before the
+    # model loads: its imports (most of a small job's time) overlap the first batches.
+    batches = _read_ahead(
+        ((batch, coerce_arrow(batch)) for batch in read_batches(data_uri, config=config)),
+        depth=PREFETCH_BATCHES,
+        name="churnops-coerce",
+    )
+    head = list(itertools.islice(batches, 1))
+    try:
+        model = load_model(model_uri)
+    except BaseException:
+        batches.close()
+        raise
     log(f"score: model {model.uri} (version {model.version}, {model.scorer.kind} scorer)")
     rejects_uri = rejects_uri or default_rejects_uri(out_uri)
     scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -289,9 +308,8 @@ def score(
     total = n_scored = n_rejected = 0
     problems: dict[str, int] = {}
     try:
-        for batch in read_batches(data_uri, config=config):
+        for batch, coerced in itertools.chain(head, batches):
             n = batch.num_rows
-            coerced = coerce_arrow(batch)
             invalid = coerced.invalid
             rows = np.flatnonzero(~invalid)
             proba, churn = score_batch(model, coerced, rows)
@@ -341,6 +359,7 @@ def score(
             n_rejected += int(invalid.sum())
             progress.update(n)
     finally:
+        batches.close()
         progress.finish()
         writer.close()
         rejects.close()
