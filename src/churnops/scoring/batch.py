@@ -17,7 +17,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +143,7 @@ def read_batches(uri: str, *, config: ScoreConfig = ScoreConfig()) -> Iterator[A
 
 def _read_ahead(
     batches: Iterator[Any], depth: int = 2, name: str = "churnops-read-ahead"
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """``batches``, read by a background thread at most ``depth`` ahead of the consumer;
     the reader's exception is raised here, and a consumer that stops early stops it."""
     ready: queue.Queue = queue.Queue(depth)
