@@ -254,7 +254,11 @@ def alias_lock(name: str, *, lease: float = 120.0, wait: float = 300.0) -> Itera
                     return
                 raise
             if (held.tags or {}).get("churnops.lock") == token:
-                client.delete_registered_model(lock)
+                try:
+                    client.delete_registered_model(lock)
+                except MlflowException as err:  # a resent delete whose first try went through
+                    if _code(err) != "RESOURCE_DOES_NOT_EXIST":
+                        raise
 
         retry(release, what="release the alias lock")
 

@@ -282,9 +282,13 @@ LOST_ANSWERS = {
     "create version": lambda path, body: path.endswith("/model-versions/create"),
     # and the run twice, the first copy left RUNNING,
     "start run": lambda path, body: path.endswith("/runs/create"),
-    # and the alias lock it took must not look held by someone else.
+    # and the alias lock it took must not look held by someone else,
     "take the alias lock": lambda path, body: (
         path.endswith("/registered-models/create") and b"alias-lock" in body
+    ),
+    # nor its resent release fail the promotion that already happened.
+    "release the alias lock": lambda path, body: (
+        path.endswith("/registered-models/delete") and b"alias-lock" in body
     ),
 }
 
