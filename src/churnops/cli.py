@@ -25,7 +25,7 @@ EXIT_CODES = {
     1: "unexpected error (a defect: please report it)",
     2: "invalid arguments, or data that breaks the record contract",
     3: "a data or file path cannot be read or written",
-    4: "MLflow is unreachable (after retries)",
+    4: "MLflow is unreachable (after retries), or refused a request",
     5: "a model cannot be loaded",
     6: "the promotion gate or a canary analysis rejected the model (where mandatory)",
     7: "a pipeline run failed (its JSON result is still printed)",
@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return errors.DataSourceError.exit_code
     except Exception as err:
         # Third-party failures a user meets, by name: importing their modules costs seconds.
-        if type(err).__name__ == "MlflowException":
+        if any(c.__name__ == "MlflowException" for c in type(err).__mro__):  # RestException too
             print(f"error: MLflow: {_one_line(err)}", file=sys.stderr)
             return errors.RegistryUnavailable.exit_code
         if type(err).__name__ == "ConfigException":  # kubernetes.config

@@ -206,15 +206,20 @@ class AnswerLost(ThreadingHTTPServer):
     """A proxy in front of MLflow that delivers the first request ``lose(path, body)``
     picks but drops the connection instead of its answer, as a network cut or a server
     killed between commit and reply does. With ``outage`` seconds, that answer is sent and
-    MLflow is then down for that long instead: every request is dropped unanswered."""
+    MLflow is then down for that long instead: every request is dropped unanswered. With
+    ``refuse``, that request never reaches MLflow and is answered 400."""
 
     daemon_threads = True
 
     def __init__(
-        self, upstream: str, lose: Callable[[str, bytes], bool], outage: float = 0.0
+        self,
+        upstream: str,
+        lose: Callable[[str, bytes], bool],
+        outage: float = 0.0,
+        refuse: bool = False,
     ) -> None:
         self.upstream, self.lose, self.lost = upstream, lose, 0
-        self.outage, self.down_until = outage, 0.0
+        self.outage, self.down_until, self.refuse = outage, 0.0, refuse
         super().__init__(("127.0.0.1", 0), _Forward)
 
     @property
@@ -230,6 +235,15 @@ class _Forward(BaseHTTPRequestHandler):
         if time.monotonic() < self.server.down_until:
             self.close_connection = True
             return  # MLflow is down: nothing reaches it, nothing comes back
+        if self.server.refuse and not self.server.lost and self.server.lose(self.path, body):
+            self.server.lost += 1
+            refusal = b'{"error_code": "INVALID_PARAMETER_VALUE", "message": "refused by the test"}'
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(refusal)))
+            self.end_headers()
+            self.wfile.write(refusal)
+            return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
         request = urllib.request.Request(
             self.server.upstream + self.path,
@@ -387,3 +401,30 @@ def test_mlflow_down_while_the_gate_reads_the_champion_is_not_a_broken_champion(
     gate = json.loads(done.stdout.splitlines()[-1])["gate"]
     assert gate["champion_version"] == "1"
     assert gate["champion"] is not None, "the champion was never compared"
+
+
+def test_a_run_that_fails_after_registering_leaves_no_version(mlflow_server, tmp_path):
+    # Registered, then the next registry write is refused: the run fails, and the version it
+    # created (never gated) is removed again; a failed run registers nothing.
+    model = "fails-after-register"
+    proxy = AnswerLost(
+        mlflow_server, lambda path, body: path.endswith("/model-versions/update"), refuse=True
+    )
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    data = write(GeneratorConfig(rows=1500, seed=8), tmp_path / "c.csv", show_progress=False)
+    try:
+        done = subprocess.run(
+            _train_argv(data, proxy.url, model), capture_output=True, text=True, timeout=1800
+        )
+    finally:
+        proxy.shutdown()
+    assert proxy.lost == 1, "the proxy never saw the version described"
+    assert done.returncode == 4 and "Traceback" not in done.stderr, done.stderr
+    assert "refused by the test" in done.stderr.splitlines()[-1]
+    client = MlflowClient(mlflow_server, mlflow_server)
+    assert client.search_model_versions(f"name='{model}'") == []
+    runs = client.search_runs(
+        [client.get_experiment_by_name(model).experiment_id],
+        f"tags.`mlflow.runName` = 'train-{model}'",
+    )
+    assert [r.info.status for r in runs] == ["FAILED"]
