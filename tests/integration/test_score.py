@@ -183,3 +183,34 @@ def test_millions_of_rows_in_bounded_memory(model_dir: Path, tmp_path: Path) -> 
         sizes[rows] = rss
     # three times the rows, (about) the same peak: memory holds batches, not the table
     assert sizes[3_000_000] <= sizes[1_000_000] * 1.1 + 30, sizes
+
+
+def test_a_linear_model_scores_from_its_saved_scorer_like_pyfunc(tmp_path: Path) -> None:
+    import shutil
+
+    import mlflow.pyfunc
+
+    from churnops.serving.scoring import COMPILED_FILE
+
+    model = save_model_dir(tmp_path / "model", candidate="logreg")
+    data = tmp_path / "customers.csv"
+    data.write_bytes(export_bytes(2000, seed=9))
+    code, result, stderr = run("score", "--model-uri", str(model), "--data", str(data),
+                               "--out", str(tmp_path / "a.parquet"))  # fmt: skip
+    assert code == 0, stderr
+    assert result["scorer"] == "logistic-regression" and result["scorer_precompiled"] is True
+    scores = pd.read_parquet(tmp_path / "a.parquet")
+    expected = mlflow.pyfunc.load_model(str(model)).predict(pd.read_csv(data))
+    diff = np.abs(scores["churn_probability"].to_numpy() - expected["churn_probability"].to_numpy())
+    assert diff.max() <= 1e-6
+    assert (scores["churn"].to_numpy() == expected["churn"].to_numpy()).all()
+    # Without the saved scorer (a model logged before it existed), the estimator is loaded.
+    bare = tmp_path / "bare"
+    shutil.copytree(model, bare)
+    (bare / COMPILED_FILE).unlink()
+    code, result, stderr = run("score", "--model-uri", str(bare), "--data", str(data),
+                               "--out", str(tmp_path / "b.parquet"))  # fmt: skip
+    assert code == 0, stderr
+    assert result["scorer_precompiled"] is False
+    again = pd.read_parquet(tmp_path / "b.parquet")
+    assert np.abs(again["churn_probability"] - scores["churn_probability"]).max() <= 1e-12

@@ -25,7 +25,7 @@ import pandas as pd
 
 from churnops.data import contract
 from churnops.data.coerce import coerce_frame
-from churnops.errors import ChurnopsError
+from churnops.errors import ChurnopsError, ModelLoadError
 
 OUTPUT_COLUMNS = ("churn_probability", "churn", "model_version")
 LOCAL_VERSION = "local"
@@ -114,6 +114,31 @@ def save_model(
     conf["loader_module"] = __name__
     conf.pop("predict_fn", None)
     mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
+    _save_compiled(sk_model, path, input_example, metadata)
+
+
+def _save_compiled(
+    sk_model: Any, path: str, input_example: Any, metadata: dict[str, Any] | None
+) -> None:
+    """The compiled scorer beside the skops file, checked against the model first, so
+    batch scoring can start without scikit-learn (``churnops.serving.scoring.save_compiled``).
+    A model that does not compile simply has none."""
+    import hashlib
+
+    from churnops.model import serialize
+    from churnops.serving.scoring import (
+        COMPILED_FILE,
+        checked_scorer,
+        save_compiled,
+        self_check_columns,
+    )
+
+    try:
+        scorer, _ = checked_scorer(sk_model, self_check_columns(input_example), "new")
+    except ModelLoadError:
+        return
+    digest = hashlib.sha256(serialize.skops_file(path).read_bytes()).hexdigest()
+    save_compiled(scorer, threshold_of(sk_model, metadata), digest, Path(path) / COMPILED_FILE)
 
 
 REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "xgboost", "numpy", "pandas", "scipy")

@@ -23,11 +23,13 @@ model server stays unready (first load) or keeps the previous version (reload).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,11 +296,22 @@ def load_model_uri(uri: str, *, download_dir: str | Path | None = None) -> Model
         UnsafeModel: The artifact asks for something churnops does not trust.
         ModelLoadError: Download failed or not a loadable churn model.
     """
-    local = Path(uri)
+    with local_model_dir(uri, download_dir=download_dir) as root:
+        return load_model_dir(root)
+
+
+@contextlib.contextmanager
+def local_model_dir(uri: str, *, download_dir: str | Path | None = None) -> Iterator[Path]:
+    """The model directory at ``uri`` on local disk: ``uri`` itself when it is one, else
+    downloaded into a temporary directory that is removed afterwards. Nothing is loaded.
+
+    Raises:
+        ModelLoadError: The download failed.
+    """
+    local = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
     if local.is_dir():
-        return load_model_dir(local)
-    if uri.startswith("file://") and Path(uri[len("file://") :]).is_dir():
-        return load_model_dir(uri[len("file://") :])
+        yield local
+        return
     root = Path(download_dir or tempfile.gettempdir()) / "churnops-models"
     root.mkdir(parents=True, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="download-", dir=root)
@@ -309,7 +322,7 @@ def load_model_uri(uri: str, *, download_dir: str | Path | None = None) -> Model
             path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=workdir)
         except Exception as err:
             raise ModelLoadError(f"cannot download {uri}: {type(err).__name__}: {err}") from err
-        return load_model_dir(path)
+        yield Path(path)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -73,22 +73,39 @@ class BatchModel:
     threshold: float
     version: str
     uri: str
+    precompiled: bool = False  # the scorer came from the file saved beside the model
 
 
 def load_model(model_uri: str) -> BatchModel:
-    """Resolve ``model_uri`` to one version, load it safely (skops, churnops' trusted
-    types), compile it and check the compiled scorer against the estimator.
+    """Resolve ``model_uri`` to one version and load it safely (skops, churnops' trusted
+    types): from the compiled scorer saved beside its skops file when there is one for
+    that very file (no scikit-learn import: most of a small job's start), else compiled
+    from the estimator and checked against it.
 
     Raises:
         ModelLoadError: It cannot be resolved, loaded or checked.
     """
+    import hashlib
+
     from churnops.model import serialize
     from churnops.model.pyfunc import threshold_of
     from churnops.model.uri import resolve
-    from churnops.serving.scoring import checked_scorer, self_check_columns
+    from churnops.serving.scoring import (
+        COMPILED_FILE,
+        checked_scorer,
+        load_compiled,
+        self_check_columns,
+    )
 
     source = resolve(model_uri)
-    artifact = serialize.load_model_uri(source.uri)
+    with serialize.local_model_dir(source.uri) as root:
+        skops = serialize.skops_file(root)  # refuses pickle and other flavors' files first
+        compiled = load_compiled(
+            root / COMPILED_FILE, hashlib.sha256(skops.read_bytes()).hexdigest()
+        )
+        if compiled is not None:
+            return BatchModel(compiled[0], compiled[1], source.version, source.uri, True)
+        artifact = serialize.load_model_dir(root)
     scorer, _ = checked_scorer(
         artifact.model, self_check_columns(artifact.input_example), source.version
     )
@@ -296,7 +313,8 @@ def score(
     except BaseException:
         batches.close()
         raise
-    log(f"score: model {model.uri} (version {model.version}, {model.scorer.kind} scorer)")
+    source = "precompiled" if model.precompiled else "compiled at load"
+    log(f"score: model {model.uri} (version {model.version}, {model.scorer.kind} scorer, {source})")
     rejects_uri = rejects_uri or default_rejects_uri(out_uri)
     scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
     out_schema, rej_schema = _output_schema(), _reject_schema()
@@ -369,6 +387,7 @@ def score(
         "model_uri": model_uri,
         "model_version": model.version,
         "scorer": model.scorer.kind,
+        "scorer_precompiled": model.precompiled,
         "engine": "local",
         "data": data_uri,
         **({"data_lineage": dvc_lineage(data_uri)} if is_dvc(data_uri) else {}),

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -452,3 +453,118 @@ def checked_scorer(model: Any, columns: Columns, version: str) -> tuple[Scorer, 
         return fallback, verify(fallback, model, columns)
     except Exception as err:
         raise ModelLoadError(f"model {version} fails its self-check: {err}") from err
+
+
+# The compiled scorer as plain arrays beside the model (``save_compiled``), for a batch job
+# that would otherwise spend most of its start importing scikit-learn to rebuild it.
+COMPILED_FILE = "churnops_scorer.npz"
+_COMPILED_FORMAT = 1
+
+
+def save_compiled(scorer: Scorer, threshold: float, skops_sha256: str, path: str | Path) -> bool:
+    """Write ``scorer`` (checked against its model by the caller) as arrays to ``path``,
+    bound to the skops file it was compiled from by ``skops_sha256``. Only the linear
+    scorer is written (the other families need their libraries to score anyway).
+
+    Returns:
+        Whether a file was written.
+    """
+    if not isinstance(scorer, LinearScorer):
+        return False
+    enc = scorer.encoder
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(_COMPILED_FORMAT),
+        "kind": np.array(scorer.kind),
+        "skops_sha256": np.array(skops_sha256),
+        "threshold": np.array(float(threshold)),
+        "width": np.array(enc.width),
+        "coef": scorer.coef,
+        "intercept": np.array(scorer.intercept),
+        "cat_fields": enc._cat_fields,
+        "cat_table": enc._cat_table,
+        "numeric_blocks": np.array(len(enc._numeric)),
+    }
+    for i, (offset, source, fill, keep, indicator, mean, scale, width) in enumerate(enc._numeric):
+        block = {"offset": np.array(offset), "source": source, "fill": fill, "keep": keep}
+        block |= {"indicator": indicator, "width": np.array(width)}
+        block |= {k: v for k, v in (("mean", mean), ("scale", scale)) if v is not None}
+        arrays |= {f"num{i}_{k}": np.asarray(v) for k, v in block.items()}
+    with open(path, "wb") as out:
+        np.savez(out, allow_pickle=False, **arrays)  # type: ignore[arg-type]
+    return True
+
+
+def load_compiled(path: str | Path, skops_sha256: str) -> tuple[Scorer, float] | None:
+    """(scorer, threshold) from a ``save_compiled`` file, or None when it is absent, of
+    another format, compiled from another skops file than ``skops_sha256``, or malformed.
+    Read as arrays only (no pickle); the scorer is rebuilt without scikit-learn."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["format"]) != _COMPILED_FORMAT or str(z["kind"]) != LinearScorer.kind:
+                return None
+            if str(z["skops_sha256"]) != skops_sha256:
+                logger.warning("scoring: %s was compiled from another model file; ignored", path)
+                return None
+            enc = Encoder.__new__(Encoder)
+            enc.width = int(z["width"])
+            enc._cat_fields = z["cat_fields"].astype(np.intp)
+            enc._cat_table = z["cat_table"].astype(np.intp)
+            enc._onehot = [(int(f), enc._cat_table[k]) for k, f in enumerate(enc._cat_fields)]
+            enc._numeric = []
+            for i in range(int(z["numeric_blocks"])):
+                b = {k[len(f"num{i}_") :]: z[k] for k in z.files if k.startswith(f"num{i}_")}
+                enc._numeric.append(
+                    (
+                        int(b["offset"]),
+                        b["source"].astype(np.intp),
+                        b["fill"].astype(np.float64),
+                        b["keep"].astype(np.intp),
+                        b["indicator"].astype(np.intp),
+                        b["mean"].astype(np.float64) if "mean" in b else None,
+                        b["scale"].astype(np.float64) if "scale" in b else None,
+                        int(b["width"]),
+                    )
+                )
+            scorer = LinearScorer.__new__(LinearScorer)
+            scorer.encoder = enc
+            scorer.coef = np.ascontiguousarray(z["coef"], dtype=np.float64)
+            scorer.intercept = float(z["intercept"])
+            threshold = float(z["threshold"])
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # anything malformed in a file from the artifact store
+        logger.warning("scoring: %s unreadable (%s); ignored", path, err)
+        return None
+    if not _consistent(enc, scorer, threshold):
+        logger.warning("scoring: %s is inconsistent; ignored", path)
+        return None
+    scorer.onehot = enc.onehot_weights(scorer.coef)
+    scorer._fields = np.arange(scorer.onehot.shape[0])
+    return scorer, threshold
+
+
+def _consistent(enc: Encoder, scorer: LinearScorer, threshold: float) -> bool:
+    """Indices in range and numbers finite: a scorer that cannot index out of its arrays."""
+    n_num, n_cat = len(contract.NUMERIC), len(contract.CATEGORICAL)
+    blocks_ok = all(
+        off >= 0
+        and off + width <= enc.width
+        and ((src >= 0) & (src < n_num)).all()
+        and len(fill) == len(src)
+        and ((keep >= 0) & (keep < len(src))).all()
+        and ((ind >= 0) & (ind < len(src))).all()
+        and width == len(keep) + len(ind)
+        and all(v is None or v.shape == (width,) for v in (mean, scale))
+        for off, src, fill, keep, ind, mean, scale, width in enc._numeric
+    )
+    table_len = max((len(f.allowed) for f in CATEGORICAL_FIELDS), default=0) + 1
+    return bool(
+        blocks_ok
+        and scorer.coef.shape == (enc.width,)
+        and np.isfinite(scorer.coef).all()
+        and math.isfinite(scorer.intercept)
+        and 0.0 <= threshold <= 1.0
+        and enc._cat_table.shape == (len(enc._cat_fields), table_len)
+        and ((enc._cat_fields >= 0) & (enc._cat_fields < n_cat)).all()
+        and ((enc._cat_table >= -1) & (enc._cat_table < enc.width)).all()
+    )
