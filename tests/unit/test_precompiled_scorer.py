@@ -38,7 +38,7 @@ def _digest(model_dir: Path) -> str:
 def test_logging_a_linear_model_saves_a_scorer_equal_to_the_estimator(model_dir):
     loaded = load_compiled(model_dir / COMPILED_FILE, _digest(model_dir))
     assert loaded is not None
-    scorer, threshold = loaded
+    scorer, threshold, _ = loaded
     assert isinstance(scorer, LinearScorer)
     model = serialize.load_model_dir(model_dir).model
     assert threshold == pytest.approx(float(model.threshold))
@@ -88,6 +88,7 @@ def _tampered(model_dir: Path, tmp_path: Path, **changes: object) -> Path:
         {"num0_source": np.array([99])},  # a numeric field that does not exist
         {"coef": np.array([np.nan])},
         {"threshold": np.array(7.0)},
+        {"check_diff": np.array(0.5)},  # it never passed the check against the estimator
         {"format": np.array(2)},
         {"kind": np.array("xgboost")},
     ],
@@ -97,6 +98,7 @@ def _tampered(model_dir: Path, tmp_path: Path, **changes: object) -> Path:
         "numeric field",
         "coefficients",
         "threshold",
+        "check",
         "format",
         "kind",
     ],

@@ -134,11 +134,12 @@ def _save_compiled(
     )
 
     try:
-        scorer, _ = checked_scorer(sk_model, self_check_columns(input_example), "new")
+        scorer, diff = checked_scorer(sk_model, self_check_columns(input_example), "new")
     except ModelLoadError:
         return
     digest = hashlib.sha256(serialize.skops_file(path).read_bytes()).hexdigest()
-    save_compiled(scorer, threshold_of(sk_model, metadata), digest, Path(path) / COMPILED_FILE)
+    threshold = threshold_of(sk_model, metadata)
+    save_compiled(scorer, threshold, digest, Path(path) / COMPILED_FILE, check_diff=diff)
 
 
 REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "xgboost", "numpy", "pandas", "scipy")

@@ -247,13 +247,14 @@ def input_example(root: Path, meta: dict[str, Any]) -> Any:
     return None
 
 
-def load_model_dir(model_dir: str | Path) -> ModelArtifact:
+def load_model_dir(model_dir: str | Path, *, estimator: bool = True) -> ModelArtifact:
     """Load the churn model in a local MLflow model directory, safely (module docstring).
 
     The one loader for a model directory (what KServe's storage initializer leaves, or
     ``mlflow.artifacts.download_artifacts`` returns). Refuses pickle and any type outside
     ``TRUSTED_TYPES`` before anything from the artifact is constructed, whatever
-    ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` says.
+    ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` says. With ``estimator=False`` all but the
+    estimator is read (``model`` is None), for a caller that has its saved scorer.
 
     Raises:
         UnsafeModel: The artifact asks for something churnops does not trust.
@@ -264,7 +265,8 @@ def load_model_dir(model_dir: str | Path) -> ModelArtifact:
     from churnops.tracking import PROFILE_FILE  # tracking imports this module
 
     root = Path(model_dir)
-    model = load(skops_file(root))
+    skops = skops_file(root)
+    model = load(skops) if estimator else None
     meta = yaml.safe_load((root / "MLmodel").read_text())
     example = input_example(root, meta)
     profile = None

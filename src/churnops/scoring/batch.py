@@ -85,26 +85,16 @@ def load_model(model_uri: str) -> BatchModel:
     Raises:
         ModelLoadError: It cannot be resolved, loaded or checked.
     """
-    import hashlib
-
     from churnops.model import serialize
     from churnops.model.pyfunc import threshold_of
     from churnops.model.uri import resolve
-    from churnops.serving.scoring import (
-        COMPILED_FILE,
-        checked_scorer,
-        load_compiled,
-        self_check_columns,
-    )
+    from churnops.serving.scoring import checked_scorer, saved_scorer, self_check_columns
 
     source = resolve(model_uri)
     with serialize.local_model_dir(source.uri) as root:
-        skops = serialize.skops_file(root)  # refuses pickle and other flavors' files first
-        compiled = load_compiled(
-            root / COMPILED_FILE, hashlib.sha256(skops.read_bytes()).hexdigest()
-        )
-        if compiled is not None:
-            return BatchModel(compiled[0], compiled[1], source.version, source.uri, True)
+        saved = saved_scorer(root)  # refuses pickle and other flavors' files first
+        if saved is not None:
+            return BatchModel(saved[0], saved[1], source.version, source.uri, True)
         artifact = serialize.load_model_dir(root)
     scorer, _ = checked_scorer(
         artifact.model, self_check_columns(artifact.input_example), source.version

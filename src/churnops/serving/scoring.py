@@ -461,10 +461,13 @@ COMPILED_FILE = "churnops_scorer.npz"
 _COMPILED_FORMAT = 1
 
 
-def save_compiled(scorer: Scorer, threshold: float, skops_sha256: str, path: str | Path) -> bool:
-    """Write ``scorer`` (checked against its model by the caller) as arrays to ``path``,
-    bound to the skops file it was compiled from by ``skops_sha256``. Only the linear
-    scorer is written (the other families need their libraries to score anyway).
+def save_compiled(
+    scorer: Scorer, threshold: float, skops_sha256: str, path: str | Path, check_diff: float = 0.0
+) -> bool:
+    """Write ``scorer`` (checked against its model by the caller, ``check_diff`` its max
+    difference) as arrays to ``path``, bound to the skops file it was compiled from by
+    ``skops_sha256``. Only the linear scorer is written (the other families need their
+    libraries to score anyway).
 
     Returns:
         Whether a file was written.
@@ -477,6 +480,7 @@ def save_compiled(scorer: Scorer, threshold: float, skops_sha256: str, path: str
         "kind": np.array(scorer.kind),
         "skops_sha256": np.array(skops_sha256),
         "threshold": np.array(float(threshold)),
+        "check_diff": np.array(float(check_diff)),
         "width": np.array(enc.width),
         "coef": scorer.coef,
         "intercept": np.array(scorer.intercept),
@@ -494,8 +498,26 @@ def save_compiled(scorer: Scorer, threshold: float, skops_sha256: str, path: str
     return True
 
 
-def load_compiled(path: str | Path, skops_sha256: str) -> tuple[Scorer, float] | None:
-    """(scorer, threshold) from a ``save_compiled`` file, or None when it is absent, of
+def saved_scorer(model_dir: str | Path) -> tuple[Scorer, float, float] | None:
+    """(scorer, threshold, check diff) saved beside the skops file of the model in
+    ``model_dir`` for that very file, or None (then load the estimator and compile it).
+    The model server and batch scoring start this way without scikit-learn.
+
+    Raises:
+        UnsafeModel: The directory's sklearn flavor is not a skops file (refused first).
+    """
+    import hashlib
+
+    from churnops.model.serialize import skops_file
+
+    skops = skops_file(model_dir)
+    return load_compiled(
+        Path(model_dir) / COMPILED_FILE, hashlib.sha256(skops.read_bytes()).hexdigest()
+    )
+
+
+def load_compiled(path: str | Path, skops_sha256: str) -> tuple[Scorer, float, float] | None:
+    """(scorer, threshold, check diff) from a ``save_compiled`` file, or None when it is absent, of
     another format, compiled from another skops file than ``skops_sha256``, or malformed.
     Read as arrays only (no pickle); the scorer is rebuilt without scikit-learn."""
     try:
@@ -530,17 +552,18 @@ def load_compiled(path: str | Path, skops_sha256: str) -> tuple[Scorer, float] |
             scorer.coef = np.ascontiguousarray(z["coef"], dtype=np.float64)
             scorer.intercept = float(z["intercept"])
             threshold = float(z["threshold"])
+            check_diff = float(z["check_diff"])
     except FileNotFoundError:
         return None
     except Exception as err:  # anything malformed in a file from the artifact store
         logger.warning("scoring: %s unreadable (%s); ignored", path, err)
         return None
-    if not _consistent(enc, scorer, threshold):
+    if not _consistent(enc, scorer, threshold) or not 0.0 <= check_diff <= 1e-9:
         logger.warning("scoring: %s is inconsistent; ignored", path)
         return None
     scorer.onehot = enc.onehot_weights(scorer.coef)
     scorer._fields = np.arange(scorer.onehot.shape[0])
-    return scorer, threshold
+    return scorer, threshold, check_diff
 
 
 def _consistent(enc: Encoder, scorer: LinearScorer, threshold: float) -> bool:
