@@ -414,7 +414,6 @@ def champion_scores(name: str, x_test: Any) -> tuple[str, np.ndarray] | None:
     if current is None:
         return None
     import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
 
     from churnops.model.serialize import load_model_dir
 
@@ -430,7 +429,9 @@ def champion_scores(name: str, x_test: Any) -> tuple[str, np.ndarray] | None:
                 ),
                 what=f"download champion v{current}",
             )
-        except MlflowException as err:  # answered, not down: its artifacts are gone
+        except RegistryUnavailable:
+            raise
+        except Exception as err:  # answered, not down: its artifacts are gone or unreadable
             raise ModelLoadError(f"champion {name} v{current} cannot be downloaded: {err}") from err
         # The safe loader: skops with churnops' own trusted types, pickle refused
         # (UnsafeModel is a ModelLoadError, so an unsafe champion is gated like a broken one).
