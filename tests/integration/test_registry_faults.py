@@ -226,6 +226,16 @@ class AnswerLost(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
+    def train(self, data: object, model: str) -> subprocess.CompletedProcess:
+        """``churnops train`` of ``model`` on ``data``, through this proxy (served meanwhile)."""
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        try:
+            return subprocess.run(
+                _train_argv(data, self.url, model), capture_output=True, text=True, timeout=1800
+            )
+        finally:
+            self.shutdown()
+
 
 class _Forward(BaseHTTPRequestHandler):
     server: AnswerLost
@@ -311,17 +321,8 @@ LOST_ANSWERS = {
 def test_a_lost_answer_registers_one_version_and_promotes_it(mlflow_server, tmp_path, lost):
     model = "lost-" + lost.replace(" ", "-")
     proxy = AnswerLost(mlflow_server, LOST_ANSWERS[lost])
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
     data = write(GeneratorConfig(rows=1500, seed=5), tmp_path / "c.csv", show_progress=False)
-    try:
-        done = subprocess.run(
-            _train_argv(data, proxy.url, model),
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-    finally:
-        proxy.shutdown()
+    done = proxy.train(data, model)
     assert proxy.lost == 1, f"the proxy never saw a request to {lost}"
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
@@ -354,14 +355,8 @@ def test_mlflow_down_right_after_the_version_is_created_is_outlived(mlflow_serve
         _after_version_created(lambda path: re.search(r"/logged-models/m-\w+$", path) is not None),
         outage=20.0,
     )
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
     data = write(GeneratorConfig(rows=1500, seed=6), tmp_path / "c.csv", show_progress=False)
-    try:
-        done = subprocess.run(
-            _train_argv(data, proxy.url, model), capture_output=True, text=True, timeout=1800
-        )
-    finally:
-        proxy.shutdown()
+    done = proxy.train(data, model)
     assert proxy.lost == 1, "the proxy never saw MLflow read the logged model back"
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
@@ -388,13 +383,7 @@ def test_mlflow_down_while_the_gate_reads_the_champion_is_not_a_broken_champion(
         _after_version_created(lambda path: path.endswith("/model-versions/get-download-uri")),
         outage=20.0,
     )
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
-        done = subprocess.run(
-            _train_argv(data, proxy.url, model), capture_output=True, text=True, timeout=1800
-        )
-    finally:
-        proxy.shutdown()
+    done = proxy.train(data, model)
     assert proxy.lost == 1, "the proxy never saw the champion's download"
     assert done.returncode == 0, done.stderr
     assert "gating on absolute minimums only" not in done.stderr
@@ -410,14 +399,8 @@ def test_a_run_that_fails_after_registering_leaves_no_version(mlflow_server, tmp
     proxy = AnswerLost(
         mlflow_server, lambda path, body: path.endswith("/model-versions/update"), refuse=True
     )
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
     data = write(GeneratorConfig(rows=1500, seed=8), tmp_path / "c.csv", show_progress=False)
-    try:
-        done = subprocess.run(
-            _train_argv(data, proxy.url, model), capture_output=True, text=True, timeout=1800
-        )
-    finally:
-        proxy.shutdown()
+    done = proxy.train(data, model)
     assert proxy.lost == 1, "the proxy never saw the version described"
     assert done.returncode == 4 and "Traceback" not in done.stderr, done.stderr
     assert "refused by the test" in done.stderr.splitlines()[-1]
