@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from integration._pipeline_support import check_kfp_ui_artifacts
 from mlflow import MlflowClient
 
 from churnops.errors import UsageError
@@ -22,14 +23,6 @@ from churnops.training.runner import IMAGE_UID, require_image
 pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 MODEL = "churn-docker"
-
-
-def _outputs(pipeline_root: Path, task: str) -> dict:
-    [path] = sorted(pipeline_root.glob(f"churn-training-*/**/{task}/executor_output.json"))[-1:]
-    return {
-        name: spec["artifacts"][0]
-        for name, spec in json.loads(path.read_text())["artifacts"].items()
-    }
 
 
 def _run(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -95,27 +88,7 @@ def test_pipeline_in_containers_registers_and_promotes_a_champion(docker_run, co
 
 def test_kfp_ui_artifacts_written_inside_the_containers(docker_run):
     result, root, _ = docker_run
-    selected = _outputs(root, "evaluate-select-local")
-    metrics = selected["metrics"]["metadata"]
-    for name in ("logreg", "random_forest", "xgboost"):
-        assert 0.7 < metrics[f"{name}.roc_auc"] <= 1.0
-        assert 0 < metrics[f"{name}.threshold"] < 1
-    classification = selected["classification"]["metadata"]
-    [matrix] = [classification["confusionMatrix"]]
-    assert [c["displayName"] for c in matrix["annotationSpecs"]] == ["stays", "churns"]
-    assert sum(sum(row["row"]) for row in matrix["rows"]) == 800  # the 20% test split of 4,000
-    curve = classification["confidenceMetrics"]
-    assert curve[0]["recall"] == 0 and curve[-1]["recall"] == 1
-    # One card, built by the register step: the KFP UI shows the one MLflow keeps.
-    card = Path(_outputs(root, "register-gate")["model_card"]["uri"]).read_text()
-    assert card.startswith("# Model card") and "| roc_auc |" in card
-    assert result["run_id"] in card
-    report = Path(_outputs(root, "ingest-validate")["report"]["uri"]).read_text()
-    assert "# Data validation: PASSED" in report
-    trained = sorted(
-        root.glob("churn-training-*/train-candidates-local/*/train-candidate/executor_output.json")
-    )
-    assert len(trained) == 3
+    trained = check_kfp_ui_artifacts(result, root)
     # Written by the steps' non-root user: the caller's own uid, or the image's when root.
     expected = IMAGE_UID if os.getuid() == 0 else os.getuid()
     assert {p.stat().st_uid for p in trained} == {expected} and expected != 0

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from _pipeline_support import check_kfp_ui_artifacts
 from mlflow import MlflowClient
 
 from churnops.errors import PipelineFailed
@@ -16,14 +16,6 @@ from churnops.training.runner import run_local
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 MODEL = "churn-pipeline"
-
-
-def _outputs(pipeline_root: Path, task: str) -> dict:
-    [path] = sorted(pipeline_root.glob(f"churn-training-*/**/{task}/executor_output.json"))[-1:]
-    return {
-        name: spec["artifacts"][0]
-        for name, spec in json.loads(path.read_text())["artifacts"].items()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -64,27 +56,7 @@ def test_pipeline_registers_and_promotes_a_champion(good_run, mlflow_server):
 
 def test_kfp_ui_artifacts(good_run):
     result, root = good_run
-    selected = _outputs(root, "evaluate-select-local")
-    metrics = selected["metrics"]["metadata"]
-    for name in ("logreg", "random_forest", "xgboost"):
-        assert 0.7 < metrics[f"{name}.roc_auc"] <= 1.0
-        assert 0 < metrics[f"{name}.threshold"] < 1
-    classification = selected["classification"]["metadata"]
-    [matrix] = [classification["confusionMatrix"]]
-    assert [c["displayName"] for c in matrix["annotationSpecs"]] == ["stays", "churns"]
-    assert sum(sum(row["row"]) for row in matrix["rows"]) == 800  # the 20% test split of 4,000
-    curve = classification["confidenceMetrics"]
-    assert curve[0]["recall"] == 0 and curve[-1]["recall"] == 1
-    # One card, built by the register step: the KFP UI shows the one MLflow keeps.
-    card = Path(_outputs(root, "register-gate")["model_card"]["uri"]).read_text()
-    assert card.startswith("# Model card") and "| roc_auc |" in card
-    assert result["run_id"] in card
-    report = Path(_outputs(root, "ingest-validate")["report"]["uri"]).read_text()
-    assert "# Data validation: PASSED" in report
-    trained = sorted(
-        root.glob("churn-training-*/train-candidates-local/*/train-candidate/executor_output.json")
-    )
-    assert len(trained) == 3
+    check_kfp_ui_artifacts(result, root)
 
 
 def test_broken_data_fails_at_validation_and_registers_nothing(
