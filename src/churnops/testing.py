@@ -151,9 +151,12 @@ REHEARSAL = AnalysisConfig(
     interval_seconds=5,
     min_requests=15,
     deadline_seconds=15,
-    latency_slack_seconds=0.01,
+    latency_slack_seconds=0.05,
 )
-"""Analysis settings for rehearsals on loopback (5 s steps, Prometheus scraping every 1 s)."""
+"""Analysis settings for rehearsals on loopback (5 s steps, Prometheus scraping every 1 s).
+With 15 requests a step, p99 is the slowest request: on a shared 2-core machine one request
+held up by the scheduler reached 24 ms against a stable p99 of 9 ms, so the slack is 50 ms
+(a canary slowed by 250 ms still fails at its first step)."""
 
 
 def rehearsal_versions(

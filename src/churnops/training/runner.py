@@ -170,18 +170,31 @@ def failure_cause(log_path: Path) -> str | None:
     return None
 
 
+# How kfp.local names the task that failed: the pipeline's error ("Inner task failed:
+# 'a' inside 'b'"), a task's own error when it propagates unwrapped ("Task 'a' finished
+# with status FAILURE"), and the orchestrator's log line for a task that raised in a
+# parallel group ("Task a failed with exception: ...").
+_FAILED_TASK = (
+    re.compile(r"Inner task failed: '?([A-Za-z0-9][\w-]*)"),
+    re.compile(r"Task '([^']+)' finished with status FAILURE"),
+    re.compile(r"Task (\S+) failed with exception"),
+)
+
+
 def _failed_task(error: BaseException, log_path: Path) -> str | None:
-    match = re.search(r"Inner task failed: (.+?)\.?$", _ANSI.sub("", str(error)))
-    task = match[1].replace("'", "").strip(" .") if match else ""
-    if task:
-        return task
-    # kfp.local's control-flow orchestrator leaves the task chain empty: the step log names it.
+    """The innermost task that failed, from the error kfp.local raised or else its log."""
+    texts = [_ANSI.sub("", str(error))]
     try:
-        text = _ANSI.sub("", log_path.read_text(errors="replace"))
+        texts.append(_ANSI.sub("", log_path.read_text(errors="replace")))
     except OSError:
-        return None
-    failed = re.findall(r"Task '([^']+)' finished with status FAILURE", text)
-    return failed[-1] if failed else None
+        pass
+    for text in texts:
+        for pattern in _FAILED_TASK:
+            if found := pattern.findall(text):
+                # The log's last failure is the one that stopped the run; the error names
+                # the innermost task first.
+                return (found[0] if text is texts[0] else found[-1]).strip(" .'")
+    return None
 
 
 RUNNERS = ("subprocess", "docker")
