@@ -10,7 +10,7 @@ from kfp import components
 
 from churnops.training.runner import HEADER, compile_spec, packaged_spec, retarget
 
-MLFLOW_STEPS = ("open-run", "ingest-validate", "register-gate", "deploy-canary")
+MLFLOW_STEPS = ("ingest-validate", "register-gate", "deploy-canary")
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +84,7 @@ def test_dag_has_the_steps_the_exit_handler_and_the_gate(docs):
     assert "status" in root["finalize-run"]["inputs"]["parameters"]
     inner = _dag(spec, root["exit-handler-1"]["componentRef"]["name"])
     steps = {
-        "open-run",
         "ingest-validate",
-        "split-data",
         "train-candidates",
         "evaluate-select",
         "register-gate",
@@ -118,7 +116,7 @@ def test_retries_caching_and_resources(docs):
     for step in MLFLOW_STEPS:
         assert tasks[step]["retryPolicy"]["maxRetryCount"] == 3, step
         assert tasks[step]["cachingOptions"] == {}, f"{step} must not be cached"
-    for step in ("split-data", "train-candidate", "evaluate-select"):
+    for step in ("train-candidate", "evaluate-select"):
         assert tasks[step]["cachingOptions"] == {"enableCache": True}, step
     executors = spec["deploymentSpec"]["executors"]
     for name, executor in executors.items():

@@ -1,4 +1,4 @@
-"""Stage 1: read and validate the customer table; stage 2: the seeded stratified split."""
+"""Stage 1: read and validate the customer table (and, in the pipeline, split it)."""
 
 from __future__ import annotations
 
@@ -101,24 +101,43 @@ def log_dataset(run_id: str, data: Ingested, data_uri: str) -> None:
     client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
 
 
-def ingest_to_file(
+def ingest_to_files(
     *,
     data_uri: str,
-    dataset_path: str,
+    train_path: str,
+    test_path: str,
+    test_size: float,
+    seed: int,
     tracking_uri: str,
-    run_id: str,
+    experiment: str,
+    model_name: str,
+    run_key: str,
+    params: dict[str, Any],
     config: ValidationConfig = ValidationConfig(),
 ) -> dict[str, Any]:
-    """Pipeline step: read + validate; write the typed table as Parquet. The report goes
-    to MLflow either way.
+    """Pipeline step: read + validate, open the pipeline run's MLflow run, and write the
+    seeded stratified split as Parquet. The data is read before the run is opened (a
+    missing file leaves no FAILED run); the report goes to MLflow either way.
 
     Raises:
         ContractViolation: After the report is logged, so the failed run shows why.
     """
+    from churnops.training.runs import open_run
+
     data = ingest(data_uri, config=config)
-    tracking.connect(tracking_uri)
+    run_id = registry.retry(
+        lambda: open_run(
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            model_name=model_name,
+            run_key=run_key,
+            params=params,
+        ),
+        what="open the pipeline's MLflow run",
+    )
     registry.retry(lambda: log_validation(data.report, run_id), what="log validation report")
     result = {
+        "run_id": run_id,
         "rows": data.report.rows,
         "label_rate": data.report.label_rate,
         "digest": data.digest,
@@ -129,15 +148,7 @@ def ingest_to_file(
     }
     data.report.raise_for_violations()
     registry.retry(lambda: log_dataset(run_id, data, data_uri), what="log dataset")
-    data.frame.to_parquet(dataset_path, index=False)
-    return result
-
-
-def split_files(
-    *, dataset_path: str, train_path: str, test_path: str, test_size: float, seed: int
-) -> dict[str, int]:
-    """Pipeline step: the stratified, seeded train/test split of a Parquet table."""
-    parts = split(pd.read_parquet(dataset_path), test_size=test_size, seed=seed)
+    parts = split(data.frame, test_size=test_size, seed=seed)
     parts.train.to_parquet(train_path, index=False)
     parts.test.to_parquet(test_path, index=False)
-    return {"train_rows": len(parts.train), "test_rows": len(parts.test)}
+    return result | {"train_rows": len(parts.train), "test_rows": len(parts.test)}

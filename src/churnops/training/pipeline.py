@@ -1,6 +1,6 @@
 """The churn training pipeline (KFP v2): the DAG over ``churnops.training.components``.
 
-open MLflow run → ingest + validate → split → train candidates in parallel
+ingest + validate + split (opening the MLflow run) → train candidates in parallel
 (ParallelFor + Collected) → evaluate + select → register + gate → canary deploy (only
 when the gate promotes), all inside an ExitHandler whose exit task records the final
 state on the MLflow run and removes half-registered versions.
@@ -16,7 +16,7 @@ dataclasses' (``TrainConfig``, ``GateConfig``, ``AnalysisConfig``).
 from kfp import dsl, kubernetes
 from kfp.dsl import Dataset, Input, Model
 
-from churnops.model.train import TrainConfig
+from churnops.model.config import TrainConfig
 from churnops.registry import GateConfig
 from churnops.rollout.analysis import AnalysisConfig
 from churnops.training import components as c
@@ -72,11 +72,11 @@ def _registry_step(task: dsl.PipelineTask, cluster: bool) -> dsl.PipelineTask:
 
 
 def _train(
-    train: Input[Dataset], candidates: list, seed: int, search_rows: int
+    train: Input[Dataset], candidates: list, seed: int, search_rows: int, n_jobs: int
 ) -> dsl.PipelineTask:
     with dsl.ParallelFor(candidates) as candidate:
         trained = c.train_candidate(
-            train=train, candidate=candidate, seed=seed, search_rows=search_rows
+            train=train, candidate=candidate, seed=seed, search_rows=search_rows, n_jobs=n_jobs
         )
         trained.set_display_name("train candidate").set_caching_options(True)
         _resources(trained, "1", "2Gi", "2", "6Gi")
@@ -89,23 +89,22 @@ def _train(
 # pass artifact lists, so there they come back as the JSON each train task returns.
 @dsl.pipeline(name="train-candidates", description="Train every candidate family in parallel.")
 def train_candidates(
-    train: Input[Dataset], candidates: list, seed: int, search_rows: int
+    train: Input[Dataset], candidates: list, seed: int, search_rows: int, n_jobs: int
 ) -> list[Model]:
-    return dsl.Collected(_train(train, candidates, seed, search_rows).outputs["model"])
+    return dsl.Collected(_train(train, candidates, seed, search_rows, n_jobs).outputs["model"])
 
 
 @dsl.pipeline(
     name="train-candidates-local", description="Train every candidate family (kfp.local)."
 )
 def train_candidates_local(
-    train: Input[Dataset], candidates: list, seed: int, search_rows: int
+    train: Input[Dataset], candidates: list, seed: int, search_rows: int, n_jobs: int
 ) -> list[str]:
-    return dsl.Collected(_train(train, candidates, seed, search_rows).outputs["Output"])
+    return dsl.Collected(_train(train, candidates, seed, search_rows, n_jobs).outputs["Output"])
 
 
 def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
-    """The pipeline function, for a cluster (exit handler, kfp-kubernetes wiring) or kfp.local
-    (the deploy task runs when ``deploy_target`` is not ``none``)."""
+    """The pipeline function, for a cluster (exit handler, kfp-kubernetes wiring) or kfp.local."""
 
     def body(
         data_uri: str,
@@ -116,6 +115,7 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         seed: int,
         test_size: float,
         search_rows: int,
+        n_jobs: int,
         min_roc_auc: float,
         min_f1: float,
         tolerance: float,
@@ -129,44 +129,37 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         local_port: int,
         run_key: str,
     ) -> None:
-        opened = _registry_step(
-            c.open_run(
+        ingested = _registry_step(
+            c.ingest_validate(
+                data_uri=data_uri,
                 tracking_uri=tracking_uri,
                 experiment=experiment,
                 model_name=model_name,
                 run_key=run_key,
                 job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                data_uri=data_uri,
                 candidates=candidates,
-            ).set_display_name("open MLflow run"),
-            cluster,
-        )
-        _resources(opened, "100m", "256Mi", "500m", "512Mi")
-
-        ingested = _registry_step(
-            c.ingest_validate(
-                data_uri=data_uri,
-                tracking_uri=tracking_uri,
-                run_id=opened.output,
-            ).set_display_name("ingest + validate"),
+                test_size=test_size,
+                seed=seed,
+            ).set_display_name("ingest + validate + split"),
             cluster,
         )
         _resources(ingested, "500m", "1Gi", "2", "4Gi")
-
-        parts = c.split_data(dataset=ingested.outputs["dataset"], test_size=test_size, seed=seed)
-        parts.set_display_name("split").set_caching_options(True)
-        _resources(parts, "250m", "1Gi", "1", "4Gi")
+        run_id = ingested.outputs["run_id"]
 
         train_all = train_candidates if cluster else train_candidates_local
         trained = train_all(
-            train=parts.outputs["train"], candidates=candidates, seed=seed, search_rows=search_rows
+            train=ingested.outputs["train"],
+            candidates=candidates,
+            seed=seed,
+            search_rows=search_rows,
+            n_jobs=n_jobs,
         ).set_display_name("train candidates")
 
         select = c.evaluate_select if cluster else c.evaluate_select_local
         selected = (
             select(
                 models=trained.output,
-                test=parts.outputs["test"],
+                test=ingested.outputs["test"],
             )
             .set_display_name("evaluate + select")
             .set_caching_options(True)
@@ -176,11 +169,11 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         registered = _registry_step(
             c.register_gate(
                 winner=selected.outputs["winner"],
-                train=parts.outputs["train"],
-                test=parts.outputs["test"],
+                train=ingested.outputs["train"],
+                test=ingested.outputs["test"],
                 selection=selected.outputs["Output"],
                 tracking_uri=tracking_uri,
-                run_id=opened.output,
+                run_id=run_id,
                 model_name=model_name,
                 data_uri=data_uri,
                 digest=ingested.outputs["digest"],
@@ -251,6 +244,7 @@ def build(*, cluster: bool = True):  # type: ignore[no-untyped-def]
         seed: int = _TRAIN.seed,
         test_size: float = _TRAIN.test_size,
         search_rows: int = _TRAIN.search_rows,
+        n_jobs: int = _TRAIN.n_jobs,
         min_roc_auc: float = _GATE.min_roc_auc,
         min_f1: float = _GATE.min_f1,
         tolerance: float = _GATE.tolerance,
