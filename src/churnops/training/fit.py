@@ -25,8 +25,19 @@ def train_candidates(train: pd.DataFrame, *, config: TrainConfig) -> list[Candid
 def train_to_file(
     *, train_path: str, candidate: str, model_path: str, config: TrainConfig
 ) -> dict[str, Any]:
-    """Pipeline step: train one candidate; save it with skops; return its metadata."""
-    trained = train_candidate(candidate, pd.read_parquet(train_path), config=config)
+    """Pipeline step: train one candidate; save it with skops; return its metadata.
+
+    The fits run in threads (the estimators' heavy parts release the GIL): a task starts
+    no worker processes (about a second each, paid by every task), and with ``n_jobs``
+    at every core a task still running when its siblings are done takes the cores they
+    left. Under kfp.local, two tasks at a time on 2 cores: 25.6 s at 7,043 rows against
+    26.0 s for one worker per task and 27.8 s for process workers; 110.7 s at 200,000
+    rows against 137.3 s and 104.6 s.
+    """
+    from joblib import parallel_config
+
+    with parallel_config(backend="threading"):
+        trained = train_candidate(candidate, pd.read_parquet(train_path), config=config)
     serialize.dump(trained.model, model_path)
     meta = asdict(trained)
     meta.pop("model")

@@ -196,9 +196,6 @@ def _failed_task(error: BaseException, log_path: Path) -> str | None:
 
 
 RUNNERS = ("subprocess", "docker")
-# kfp.local runs at most two iterations of a ParallelFor at once (kfp 2.16,
-# ``kfp.local.orchestrator.enhanced_dag_orchestrator.ParallelExecutor.conservative_max``).
-LOCAL_PARALLEL_TASKS = 2
 # The components image's user (components/Dockerfile, the chart's runAsUser).
 IMAGE_UID = 10001
 # Passed from this environment into a step's container when set: what a pod gets from
@@ -313,14 +310,6 @@ def docker_runner(*, pipeline_root: Path, data_uri: str, tracking_uri: str) -> t
     return runner, data_uri
 
 
-def local_n_jobs(candidates: list[str] | tuple[str, ...]) -> int:
-    """Workers per train task under kfp.local: this machine's cores shared among the tasks
-    that run at once. Each at -1 would start a worker per core, and two such tasks on two
-    cores took 30 s for what one process trains in 18 s."""
-    together = max(1, min(len(candidates), LOCAL_PARALLEL_TASKS))
-    return max(1, len(os.sched_getaffinity(0)) // together)
-
-
 def run_local(
     *,
     data_uri: str,
@@ -353,7 +342,6 @@ def run_local(
     from kfp import local
 
     from churnops import registry, tracking
-    from churnops.model.config import TrainConfig
     from churnops.training.pipeline import build
     from churnops.training.runs import finalize
 
@@ -378,7 +366,6 @@ def run_local(
     run_key = f"local-{uuid.uuid4().hex[:12]}"
     log_path = root / "logs" / f"{run_key}.log"
     pipeline = build(cluster=False)
-    params.setdefault("n_jobs", local_n_jobs(params.get("candidates", TrainConfig().candidates)))
     state, error = "SUCCEEDED", None
     where = "in the components image (DockerRunner)" if runner == "docker" else "here"
     log(f"pipeline: running {pipeline.name} {where} (run key {run_key}); outputs under {root}")
