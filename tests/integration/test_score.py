@@ -177,7 +177,10 @@ def test_millions_of_rows_in_bounded_memory(model_dir: Path, tmp_path: Path) -> 
     sizes = {}
     for copies in (3, 6):
         data = tmp_path / f"customers-{copies}000000.csv"
-        data.write_bytes(header + body * copies)
+        with data.open("wb") as out:
+            out.write(header)
+            for _ in range(copies):
+                out.write(body)
         rss, result = peak_rss_mb(
             "score", "--model-uri", str(model_dir), "--data", str(data),
             "--out", str(tmp_path / f"scores-{copies}.parquet"),
