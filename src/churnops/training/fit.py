@@ -30,13 +30,15 @@ def train_to_file(
     The fits run in threads (the estimators' heavy parts release the GIL): a task starts
     no worker processes (about a second each, paid by every task), and with ``n_jobs``
     at every core a task still running when its siblings are done takes the cores they
-    left. Under kfp.local, two tasks at a time on 2 cores: 25.6 s at 7,043 rows against
-    26.0 s for one worker per task and 27.8 s for process workers; 110.7 s at 200,000
-    rows against 137.3 s and 104.6 s.
+    left. BLAS runs single-threaded meanwhile, as loky limits its own workers: kfp.local
+    runs two train tasks at once, and their OpenBLAS threads spinning on the same cores
+    cost a third of the CPU (one pipeline run at 7,043 rows: 43.0 s without the limit,
+    32.7 s with it).
     """
     from joblib import parallel_config
+    from threadpoolctl import threadpool_limits
 
-    with parallel_config(backend="threading"):
+    with parallel_config(backend="threading"), threadpool_limits(1, user_api="blas"):
         trained = train_candidate(candidate, pd.read_parquet(train_path), config=config)
     serialize.dump(trained.model, model_path)
     meta = asdict(trained)
