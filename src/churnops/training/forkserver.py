@@ -348,8 +348,10 @@ def serve(listener: socket.socket, stdin_fd: int) -> None:
                 break
             if pid == 0:
                 break
-            conn = tasks.pop(pid)
             killed.pop(pid, None)
+            if pid not in tasks:  # not a task's (none expected)
+                continue
+            conn = tasks.pop(pid)
             with contextlib.suppress(KeyError, ValueError):
                 selector.unregister(conn)
             with contextlib.suppress(OSError):
