@@ -23,7 +23,7 @@ from churnops import processes, tracking
 from churnops.progress import log
 from churnops.rollout.analysis import AnalysisConfig
 from churnops.rollout.deploy import canary
-from churnops.serving.local import start_model_server
+from churnops.serving.process import start_model_server
 from churnops.testing import (
     REHEARSAL,
     LocalTarget,

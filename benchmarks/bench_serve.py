@@ -242,7 +242,7 @@ def main() -> int:
     from churnops import processes, tracking
     from churnops.data.generate import GeneratorConfig, write
     from churnops.model.train import TrainConfig
-    from churnops.serving.local import start_model_server
+    from churnops.serving.process import start_model_server
     from churnops.training.flow import run_training
 
     work = Path(tempfile.mkdtemp(prefix="churnops-bench-serve-"))

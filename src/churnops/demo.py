@@ -175,7 +175,7 @@ def _experiment_id(run_id: str | None) -> str:
 
 def _serve_champion(home: Path, tracking_uri: str) -> dict[str, Any]:
     """The pipeline did not deploy (no promotion this time): serve the current champion."""
-    from churnops.serving.local import start_model_server
+    from churnops.serving.process import start_model_server
 
     server = start_model_server(
         "models:/churn@champion",

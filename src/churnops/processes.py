@@ -1,5 +1,5 @@
 """Real servers started as local processes on loopback ports: MLflow, Prometheus (and,
-through ``churnops.serving.local``, the model server). Used by ``churnops demo``, the
+through ``churnops.serving.process``, the model server). Used by ``churnops demo``, the
 integration tests and the benchmarks, so all of them exercise the processes a cluster runs."""
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from churnops import processes, tracking
 from churnops.rollout.adapter import KServeTarget, ServingState, mlflow_storage_uri
 from churnops.rollout.deploy import canary
-from churnops.serving.local import start_model_server
+from churnops.serving.process import start_model_server
 from churnops.testing import REHEARSAL, Traffic, rehearsal_versions, sample_records
 
 MODEL = "churn-live"

@@ -69,7 +69,7 @@ def model_server(
     trained: dict, mlflow_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator:
     """``churnops serve`` on the session champion (``models:/churn-fixture@champion``)."""
-    from churnops.serving.local import start_model_server
+    from churnops.serving.process import start_model_server
 
     log = tmp_path_factory.mktemp("serve") / "server.log"
     with start_model_server(

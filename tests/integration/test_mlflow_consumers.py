@@ -46,7 +46,7 @@ def model_uri(model_dir: Path) -> str:
 @pytest.fixture(scope="module")
 def model_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """``churnops serve`` on the same model directory."""
-    from churnops.serving.local import start_model_server
+    from churnops.serving.process import start_model_server
 
     log = tmp_path_factory.mktemp("consumers-serve") / "server.log"
     with start_model_server(str(model_dir), None, log_path=log, max_batch_rows=5000) as proc:

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from churnops import processes, tracking
 from churnops.errors import PromotionRejected
 from churnops.rollout.deploy import canary, require_served
-from churnops.serving.local import start_model_server
+from churnops.serving.process import start_model_server
 from churnops.testing import (
     REHEARSAL,
     LocalTarget,

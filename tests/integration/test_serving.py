@@ -419,7 +419,7 @@ def test_unknown_model_is_404_and_server_survives(model_server) -> None:
 @pytest.fixture(scope="module")
 def scoring_server(trained, mlflow_server, tmp_path_factory):
     """A second server, unknown categories scored as unknown, for exact metric counts."""
-    from churnops.serving.local import start_model_server
+    from churnops.serving.process import start_model_server
 
     log = tmp_path_factory.mktemp("serve-score") / "server.log"
     with start_model_server(

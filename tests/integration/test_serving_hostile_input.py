@@ -35,7 +35,7 @@ def limited_server(
     trained: dict, mlflow_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator:
     """``churnops serve`` with a 200 kB body limit and a 3 s body timeout."""
-    from churnops.serving.local import start_model_server
+    from churnops.serving.process import start_model_server
 
     log = tmp_path_factory.mktemp("serve-limited") / "server.log"
     with start_model_server(

@@ -54,7 +54,7 @@ def _serve_at_start(uri: str, *args: str, env: dict[str, str] | None = None):
 def test_fresh_start_on_broken_version_waiting_for_a_model_stays_unready(
     reload_registry, mlflow_server, tmp_path
 ) -> None:
-    from churnops.serving.local import start_model_server
+    from churnops.serving.process import start_model_server
 
     uri = f"models:/{RELOAD_MODEL}/{reload_registry['broken']}"
     with start_model_server(
@@ -81,7 +81,7 @@ def test_reload_keeps_old_version_on_failure_then_swaps(
 ) -> None:
     from mlflow import MlflowClient
 
-    from churnops.serving.local import start_model_server
+    from churnops.serving.process import start_model_server
 
     client = MlflowClient()
     good, broken, good2 = (
@@ -163,7 +163,7 @@ def test_alias_reload_refuses_hostile_versions(
     import mlflow
     from mlflow import MlflowClient
 
-    from churnops.serving.local import start_model_server
+    from churnops.serving.process import start_model_server
 
     client = MlflowClient()
     mlflow.set_experiment("serving-fixtures")

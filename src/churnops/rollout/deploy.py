@@ -233,7 +233,7 @@ class LocalServers:
         return ServingState(stable, canary.get("model_uri"), canary.get("percent", 0), True)
 
     def start_canary(self, model_uri: str, percent: int) -> None:
-        from churnops.serving.local import start_model_server
+        from churnops.serving.process import start_model_server
 
         version = model_uri.rsplit("/", 1)[-1]
         server = start_model_server(
@@ -275,7 +275,7 @@ class LocalServers:
 
 def _local(model_name: str, version: str, tracking_uri: str, port: int) -> dict[str, Any]:
     """Serve ``version`` from a detached local model server; replace the previous one."""
-    from churnops.serving.local import start_model_server
+    from churnops.serving.process import start_model_server
 
     home = Path(os.environ.get("CHURNOPS_HOME", ".churnops")).resolve()
     state_file = home / f"serve-{model_name}.json"
